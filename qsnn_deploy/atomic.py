@@ -1,0 +1,55 @@
+"""Atomic file writes: a reader sees the old file or the complete new one, never a part.
+
+Every file qsnn-deploy writes goes through here: the content is written to a temporary
+file in the destination folder, flushed to disk, then renamed over the destination
+(``os.replace`` is atomic within one file system).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
+
+    For writers that need a file name (torch.save, h5py, onnx.save). On an exception the
+    temporary file is removed and ``path`` is left as it was.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: str | os.PathLike[str], writer: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``writer`` on a binary file handle and atomically publish the result at ``path``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            writer(fh)
+    return Path(path)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Atomically replace ``path`` with ``data``."""
+    return write_atomic(path, lambda fh: fh.write(data))
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Atomically replace ``path`` with UTF-8 ``text``."""
+    return write_bytes_atomic(path, text.encode("utf-8"))

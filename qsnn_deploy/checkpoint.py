@@ -1,0 +1,197 @@
+"""Checkpoints: save a trained QSNN with its config, load it safely.
+
+A checkpoint is a dict of plain data and tensors, so it loads with
+``torch.load(weights_only=True)``: no code in the file runs on load. A file that needs full
+unpickling is refused unless the caller passes ``trust=True`` (CLI: ``--trust-checkpoint``).
+
+Layout (``format`` / ``version`` identify it)::
+
+    {"format": "qsnn-deploy-checkpoint", "version": 1,
+     "model_config": {...}, "train_config": {...} | None, "preset": str | None,
+     "state_dict": {name: tensor}, "metrics": {...},
+     "train_state": {...}}            # only in a run's last.pt, for --resume
+
+A plain ``state_dict`` saved by the reference code (jeshraghian/QSNNs: ``conv1``,
+``conv1_bn``, ``conv2``, ``conv2_bn``, ``fc1``) is imported through a key mapping; its
+config must then be given (a preset and flags).
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_path
+from .config import ModelConfig, TrainConfig
+from .errors import CheckpointError
+
+FORMAT = "qsnn-deploy-checkpoint"
+VERSION = 1
+
+#: state_dict entries that are transient simulation state, not parameters
+_TRANSIENT = re.compile(r"^lifs\.\d+\.mem$")
+#: reference-code layer names -> ours
+_REFERENCE_KEYS = [
+    (re.compile(r"^conv(\d+)_bn\.(.*)$"), lambda m: f"bns.{int(m[1]) - 1}.{m[2]}"),
+    (re.compile(r"^conv(\d+)\.(.*)$"), lambda m: f"convs.{int(m[1]) - 1}.{m[2]}"),
+    (re.compile(r"^fc1\.(.*)$"), lambda m: f"fc.{m[1]}"),
+    (re.compile(r"^lif(\d+)\.(.*)$"), lambda m: f"lifs.{int(m[1]) - 1}.{m[2]}"),
+]
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint (see the module docstring for the on-disk layout)."""
+
+    model_config: ModelConfig
+    state_dict: dict[str, Any]
+    train_config: TrainConfig | None = None
+    preset: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    train_state: dict[str, Any] | None = None
+    source: str = ""
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.train_config.to_dict() if self.train_config else None,
+            "preset": self.preset,
+            "state_dict": self.state_dict,
+            "metrics": self.metrics,
+            "train_state": self.train_state,
+        }
+
+
+def model_state(model: Any) -> dict[str, Any]:
+    """The model's state_dict without transient neuron state, detached and on CPU."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not _TRANSIENT.match(k)}
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
+    """Atomically write ``ckpt`` to ``path``."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(ckpt.to_payload(), tmp)
+    return Path(path)
+
+
+def _torch_load(path: Path, trust: bool) -> Any:
+    import torch
+
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:
+        if not trust:
+            raise CheckpointError(
+                f"{path}: refused to unpickle: the file holds Python objects other than tensors and plain data, "
+                "which could run code on load; pass --trust-checkpoint only if you trust its source"
+            ) from exc
+        raise CheckpointError(f"{path}: corrupt checkpoint ({exc})") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError, ImportError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or corrupt?): {msg}") from exc
+
+
+def _is_reference_state_dict(obj: dict[str, Any]) -> bool:
+    return any(k.startswith(("conv1.", "fc1.")) for k in obj)
+
+
+def _map_reference_keys(sd: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in sd.items():
+        for pattern, repl in _REFERENCE_KEYS:
+            m = pattern.match(key)
+            if m:
+                out[repl(m)] = value
+                break
+        else:
+            raise CheckpointError(f"reference state_dict has a layer we cannot map: {key!r}")
+    return out
+
+
+def load_checkpoint(
+    path: str | Path, *, trust: bool = False, config: ModelConfig | None = None
+) -> Checkpoint:
+    """Load a checkpoint, or a reference-code state_dict when ``config`` is given.
+
+    Raises:
+        CheckpointError: missing, corrupt, untrusted or unsupported file, with the reason.
+    """
+    import torch
+
+    path = Path(path)
+    obj = _torch_load(path, trust)
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
+    if obj.get("format") == FORMAT:
+        version = obj.get("version")
+        if version != VERSION:
+            raise CheckpointError(f"{path}: unsupported checkpoint version {version!r} (this qsnn-deploy reads {VERSION})")
+        missing = [k for k in ("model_config", "state_dict") if not isinstance(obj.get(k), dict)]
+        if missing:
+            raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+        tc = obj.get("train_config")
+        ckpt = Checkpoint(
+            model_config=ModelConfig.from_dict(obj["model_config"]),
+            state_dict=obj["state_dict"],
+            train_config=TrainConfig.from_dict(tc) if isinstance(tc, dict) else None,
+            preset=obj.get("preset"),
+            metrics=obj.get("metrics") or {},
+            train_state=obj.get("train_state"),
+            source=str(path),
+        )
+    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()) and _is_reference_state_dict(obj):
+        if config is None:
+            raise CheckpointError(
+                f"{path}: a plain reference-code state_dict carries no config; give one with --preset (and flags)"
+            )
+        ckpt = Checkpoint(model_config=config, state_dict=_map_reference_keys(obj), source=str(path))
+    else:
+        raise CheckpointError(f"{path}: not a qsnn-deploy checkpoint (no 'format' key) nor a reference state_dict")
+    check_finite(ckpt.state_dict, path)
+    return ckpt
+
+
+def check_finite(state_dict: dict[str, Any], where: str | Path) -> None:
+    """Raise if any floating tensor in ``state_dict`` holds NaN or Inf, naming the tensor."""
+    import torch
+
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{where}: tensor {key!r} contains NaN or Inf")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise CheckpointError(f"{where}: value {key!r} is NaN or Inf")
+
+
+def build_model(ckpt: Checkpoint):
+    """Rebuild the QSNN of ``ckpt`` with its weights, in eval mode."""
+    from .model import QSNN
+
+    model = QSNN(ckpt.model_config)
+    expected = {k for k in model.state_dict() if not _TRANSIENT.match(k)}
+    given = set(ckpt.state_dict)
+    missing = sorted(k for k in expected - given if k.endswith(("weight", "bias", "running_mean", "running_var")))
+    unknown = sorted(k for k in given - expected if not _TRANSIENT.match(k))
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}")
+        if unknown:
+            parts.append(f"unexpected {unknown[:5]}")
+        raise CheckpointError(f"{ckpt.source or 'checkpoint'}: state_dict does not match the architecture: {'; '.join(parts)}")
+    try:
+        model.load_state_dict(ckpt.state_dict, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{ckpt.source or 'checkpoint'}: {str(exc).splitlines()[0]}") from exc
+    model.eval()
+    return model

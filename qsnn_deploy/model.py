@@ -1,0 +1,207 @@
+"""The QSNN of Eshraghian et al. 2022: Brevitas-quantised convs + snnTorch leaky neurons.
+
+Architecture (reference code jeshraghian/QSNNs), per time step::
+
+    cur_l = BN_l(avg_pool2d(conv_l(x), 2))      -> Leaky_l      (each conv layer l)
+    cur_d = Linear(dropout(flatten(spikes)))    -> Leaky_d      (the dense layer)
+
+Two forward passes share one set of parameters:
+
+- :meth:`QSNN.forward_reference` is the paper's per-step loop over snnTorch ``Leaky``
+  modules: the oracle for tests and the baseline of ``benchmarks/train_speed.py``.
+- :meth:`QSNN.forward` is the fast path used for training and inference. A static image's
+  first conv + pool + BN is computed once, not T times; every later layer runs over all T
+  steps in one batched call, with the whole LIF recurrence in one autograd Function
+  (:mod:`qsnn_deploy.lif_torch`); conv + 2x2 average pooling runs as one stride-2 conv with
+  the pooling folded into a 6x6 kernel (2.8x fewer MACs, the same linear map).
+
+Inputs are raw integers (pixels 0..255, event counts); the model multiplies them by
+``config.input_scale`` itself so the integer deployment sees the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .lif_torch import lif_sequence
+
+
+@dataclass
+class ForwardRecord:
+    """Per-layer spikes and membranes, each (T, B, ...) in layer order (conv..., dense)."""
+
+    spikes: list[torch.Tensor]
+    membranes: list[torch.Tensor]
+
+
+def _make_conv(cfg: ModelConfig, cin: int, cout: int) -> nn.Module:
+    if cfg.quantized:
+        import brevitas.nn as qnn
+
+        return qnn.QuantConv2d(cin, cout, cfg.kernel_size, bias=False, weight_bit_width=cfg.weight_bits)
+    return nn.Conv2d(cin, cout, cfg.kernel_size, bias=False)
+
+
+def _make_linear(cfg: ModelConfig, fin: int, fout: int) -> nn.Module:
+    if cfg.quantized:
+        import brevitas.nn as qnn
+
+        return qnn.QuantLinear(fin, fout, bias=False, weight_bit_width=cfg.weight_bits)
+    return nn.Linear(fin, fout, bias=False)
+
+
+def _make_leaky(cfg: ModelConfig) -> nn.Module:
+    import snntorch as snn
+    from snntorch import surrogate
+
+    return snn.Leaky(beta=cfg.beta, threshold=cfg.threshold, spike_grad=surrogate.fast_sigmoid(slope=cfg.slope))
+
+
+def fold_avgpool2x2(weight: torch.Tensor) -> torch.Tensor:
+    """Kernel K' with conv(x, K', stride 2) == avg_pool2d(conv(x, K), 2): K' = box2x2 * K / 4."""
+    padded = [F.pad(weight, (dx, 1 - dx, dy, 1 - dy)) for dy in (0, 1) for dx in (0, 1)]
+    return (padded[0] + padded[1] + padded[2] + padded[3]) * 0.25
+
+
+class QSNN(nn.Module):
+    """Quantised spiking conv net; see the module docstring."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        chans = (config.in_channels, *config.conv_channels)
+        self.convs = nn.ModuleList(_make_conv(config, a, b) for a, b in zip(chans[:-1], chans[1:]))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in config.conv_channels) if config.batch_norm else None
+        self.fc = _make_linear(config, config.dense_in, config.num_classes)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lifs = nn.ModuleList(_make_leaky(config) for _ in range(len(config.conv_channels) + 1))
+
+    # -- parameters as the forward passes see them ------------------------------------
+    def layer_weight(self, layer: nn.Module) -> torch.Tensor:
+        """The weight the layer multiplies by: Brevitas' fake-quantised value (STE grads) or float."""
+        if self.config.quantized:
+            return layer.quant_weight().value
+        return layer.weight
+
+    def _scaled_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.get_default_dtype() if not x.is_floating_point() else x.dtype) * self.config.input_scale
+
+    # -- the paper's per-step loop ------------------------------------------------------
+    def forward_reference(self, x: torch.Tensor, record: bool = False):
+        """Per-step loop as in the reference code. ``x``: (B, C, H, W) static or (B, T, C, H, W) frames.
+
+        Returns output spikes (T, B, classes), or a :class:`ForwardRecord` if ``record``.
+        """
+        cfg = self.config
+        x = self._scaled_input(x)
+        mems = [lif.init_leaky() for lif in self.lifs]
+        n_layers = len(self.lifs)
+        spk_out: list[list[torch.Tensor]] = [[] for _ in range(n_layers)]
+        mem_out: list[list[torch.Tensor]] = [[] for _ in range(n_layers)]
+        for t in range(cfg.timesteps):
+            h = x[:, t] if cfg.input_kind == "frames" else x
+            for i, conv in enumerate(self.convs):
+                cur = F.avg_pool2d(conv(h), 2)
+                if self.bns is not None:
+                    cur = self.bns[i](cur)
+                h, mems[i] = self.lifs[i](cur, mems[i])
+                spk_out[i].append(h)
+                mem_out[i].append(mems[i])
+            cur = self.fc(self.dropout(h.flatten(1)))
+            h, mems[-1] = self.lifs[-1](cur, mems[-1])
+            spk_out[-1].append(h)
+            mem_out[-1].append(mems[-1])
+        if record:
+            return ForwardRecord([torch.stack(s) for s in spk_out], [torch.stack(m) for m in mem_out])
+        return torch.stack(spk_out[-1])
+
+    # -- the fast path --------------------------------------------------------------------
+    def _batch_norm(self, i: int, cur: torch.Tensor, repeats: int) -> torch.Tensor:
+        """BN of layer ``i`` exactly as the per-step loop applies it.
+
+        ``cur`` is (B, C, H, W) when the layer input is the same at all ``repeats`` steps,
+        else (T, B, C, H, W). In training the per-step loop normalises each step with that
+        step's batch statistics and moves the running statistics once per step; the same
+        kernel is called here per step (cheap: BN is ~1% of the FLOPs) so values and running
+        statistics match bit for bit.
+        """
+        if self.bns is None:
+            return cur
+        bn = self.bns[i]
+        momentum = bn.momentum if bn.momentum is not None else 0.1
+
+        def norm(v: torch.Tensor, track: bool) -> torch.Tensor:
+            stats = (bn.running_mean, bn.running_var) if (track or not self.training) else (None, None)
+            return F.batch_norm(v, *stats, bn.weight, bn.bias, self.training, momentum, bn.eps)
+
+        if not self.training:
+            flat = cur.flatten(0, 1) if cur.dim() == 5 else cur
+            return norm(flat, False).view_as(cur)
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(repeats)
+        if cur.dim() == 4:
+            out = norm(cur, True)
+            with torch.no_grad():
+                for _ in range(repeats - 1):
+                    norm(cur, True)
+            return out
+        return torch.stack([norm(c, True) for c in cur])
+
+    def _lif(self, i: int, cur: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        lif = self.lifs[i]
+        return lif_sequence(cur, lif.beta, lif.threshold, self.config.slope, steps)
+
+    def forward(self, x: torch.Tensor, record: bool = False):
+        """Fast forward over all T steps; same values as :meth:`forward_reference`.
+
+        ``x``: (B, C, H, W) static image or (B, T, C, H, W) frames, raw integers or floats.
+        Returns output spikes (T, B, classes), or a :class:`ForwardRecord` if ``record``.
+        """
+        cfg = self.config
+        steps = cfg.timesteps
+        x = self._scaled_input(x)
+        spikes: list[torch.Tensor] = []
+        mems: list[torch.Tensor] = []
+        h: torch.Tensor | None = None  # spikes (T, B, C, H, W) into the next layer
+        for i, conv in enumerate(self.convs):
+            w = self.layer_weight(conv)
+            if i == 0 and cfg.input_kind == "static":
+                # The image is the same at every step: its current is computed once.
+                cur = self._batch_norm(i, F.avg_pool2d(F.conv2d(x, w), 2), steps)
+                h, mem = self._lif(i, cur, steps)
+            else:
+                src = x.transpose(0, 1) if h is None else h
+                # channels-last: oneDNN's fastest layout for this conv here (2x on fwd+bwd)
+                flat = src.reshape(-1, *src.shape[2:]).contiguous(memory_format=torch.channels_last)
+                kernel = fold_avgpool2x2(w).contiguous(memory_format=torch.channels_last)
+                cur = F.conv2d(flat, kernel, stride=2).contiguous()
+                cur = self._batch_norm(i, cur.view(steps, -1, *cur.shape[1:]), steps)
+                h, mem = self._lif(i, cur)
+            spikes.append(h)
+            mems.append(mem)
+        dense_in = self.dropout(h.flatten(2))
+        cur = F.linear(dense_in, self.layer_weight(self.fc))
+        out, mem = self._lif(len(self.convs), cur)
+        spikes.append(out)
+        mems.append(mem)
+        if record:
+            return ForwardRecord(spikes, mems)
+        return out
+
+    @torch.no_grad()
+    def clamp_weights(self, low: float = -1.0, high: float = 1.0) -> None:
+        """Weight clipping of the reference recipe (after each optimiser step)."""
+        for p in self.parameters():
+            p.clamp_(low, high)
+
+
+def predict(spikes: torch.Tensor) -> torch.Tensor:
+    """Class of the most output spikes over T; ties go to the lowest index (as in the simulator)."""
+    counts = spikes.sum(0)
+    # torch.argmax returns the first maximal index, which is the tie rule we document.
+    return counts.argmax(dim=-1)
