@@ -183,7 +183,7 @@ def train(
             optimizer.step()
             if train_cfg.weight_clip:
                 model.clamp_weights()
-            loss_value = float(loss)
+            loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise QsnnError(f"training diverged: loss is {loss_value} at epoch {epoch}, iteration {state['iteration']}")
             batch_correct = int((predict(spikes.detach()) == y).sum())

@@ -1,0 +1,1 @@
+"""Passes into and over the IR. Each module holds one pass, a pure function."""

@@ -1,0 +1,154 @@
+"""The fast time-batched forward equals the paper's per-step snnTorch loop."""
+
+import numpy as np
+import pytest
+import snntorch as snn
+import snntorch.functional as SF
+import torch
+from snntorch import surrogate
+
+from qsnn_deploy.config import ModelConfig
+from qsnn_deploy.lif_torch import lif_sequence
+from qsnn_deploy.model import QSNN, fold_avgpool2x2, predict
+
+
+def _dyadic_model(cfg: ModelConfig, seed: int) -> QSNN:
+    """Weights whose Brevitas scale is 2^-4, so every conv/linear sum is exact in float32.
+
+    Then the only possible difference between the two forwards would be a real one
+    (ordering of operations, state handling), not float rounding of sums.
+    """
+    torch.manual_seed(seed)
+    model = QSNN(cfg)
+    with torch.no_grad():
+        for layer in [*model.convs, model.fc]:
+            w = layer.weight
+            w.uniform_(-0.43, 0.43)
+            w.view(-1)[0] = 0.4375  # max |w| = 7 * 2^-4
+        if model.bns is not None:
+            for bn in model.bns:
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-0.2, 0.2)
+                bn.running_mean.uniform_(-0.5, 0.5)
+                bn.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def _clone(model: QSNN) -> QSNN:
+    twin = QSNN(model.config)
+    twin.load_state_dict(model.state_dict())
+    twin.train(model.training)
+    return twin
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_fast_forward_equals_per_step_loop(training, batch_norm):
+    cfg = ModelConfig(timesteps=25, dropout=0.0, threshold=0.6, batch_norm=batch_norm)
+    model = _dyadic_model(cfg, seed=1).train(training)
+    twin = _clone(model)
+    x = torch.randint(0, 256, (6, 1, 28, 28))
+    ref = model.forward_reference(x, record=True)
+    fast = twin.forward(x, record=True)
+    for layer, (s_ref, s_fast, m_ref, m_fast) in enumerate(zip(ref.spikes, fast.spikes, ref.membranes, fast.membranes)):
+        assert s_ref.shape == s_fast.shape
+        assert torch.equal(s_ref, s_fast), f"layer {layer} spikes differ"
+        torch.testing.assert_close(m_fast, m_ref, rtol=1e-6, atol=1e-6)
+    assert 0.02 < ref.spikes[0].mean() < 0.9 and ref.spikes[1].mean() > 0.01, "test needs active layers to mean anything"
+    # running statistics move exactly as in the per-step loop (T updates per batch)
+    for (name, a), (_, b) in zip(model.named_buffers(), twin.named_buffers()):
+        if "running" in name:
+            assert torch.equal(a, b), name
+
+
+def test_fast_forward_close_on_random_weights():
+    """Non-dyadic weights: sums round differently (folded pooling), spikes still agree."""
+    cfg = ModelConfig(timesteps=20, dropout=0.0)
+    torch.manual_seed(3)
+    model = QSNN(cfg).eval()
+    x = torch.randint(0, 256, (8, 1, 28, 28))
+    with torch.no_grad():
+        ref = model.forward_reference(x, record=True)
+        fast = model.forward(x, record=True)
+    for s_ref, s_fast in zip(ref.spikes, fast.spikes):
+        assert (s_ref == s_fast).float().mean() > 0.999
+    torch.testing.assert_close(fast.membranes[0], ref.membranes[0])
+
+
+def test_gradients_agree():
+    cfg = ModelConfig(timesteps=15, dropout=0.0, threshold=0.6)
+    model = _dyadic_model(cfg, seed=2).train()
+    twin = _clone(model)
+    x = torch.randint(0, 256, (6, 1, 28, 28))
+    y = torch.arange(6) % 10
+    loss_fn = SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2)
+    loss_ref = loss_fn(model.forward_reference(x), y)
+    loss_fast = loss_fn(twin(x), y)
+    assert loss_ref.item() == loss_fast.item()
+    loss_ref.backward()
+    loss_fast.backward()
+    for (name, p_ref), (_, p_fast) in zip(model.named_parameters(), twin.named_parameters()):
+        assert p_ref.grad is not None and p_ref.grad.abs().sum() > 0, name
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-4, atol=1e-5 * p_ref.grad.abs().max().item())
+
+
+def test_lif_sequence_matches_snntorch_leaky_and_its_gradient():
+    torch.manual_seed(0)
+    steps, beta, thr, slope = 30, 0.9, 1.0, 5.0
+    cur = (torch.randn(steps, 4, 7) * 0.8).requires_grad_(True)
+    leaky = snn.Leaky(beta=beta, threshold=thr, spike_grad=surrogate.fast_sigmoid(slope=slope))
+    mem = leaky.init_leaky()
+    spk_ref, mem_ref = [], []
+    for t in range(steps):
+        s, mem = leaky(cur[t], mem)
+        spk_ref.append(s)
+        mem_ref.append(mem)
+    spk_ref, mem_ref = torch.stack(spk_ref), torch.stack(mem_ref)
+    spk, mem_fast = lif_sequence(cur, leaky.beta, leaky.threshold, slope)
+    assert torch.equal(spk, spk_ref) and torch.equal(mem_fast, mem_ref)
+    weights = torch.randn_like(spk)
+    (g_ref,) = torch.autograd.grad((spk_ref * weights).sum(), cur)
+    (g_fast,) = torch.autograd.grad((spk * weights).sum(), cur)
+    torch.testing.assert_close(g_fast, g_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_static_lif_equals_repeated_current():
+    torch.manual_seed(1)
+    cur = (torch.rand(3, 5) * 2).requires_grad_(True)
+    beta, thr = torch.tensor(0.8), torch.tensor(1.0)
+    spk_s, mem_s = lif_sequence(cur, beta, thr, 4.0, steps=12)
+    spk_r, mem_r = lif_sequence(cur.unsqueeze(0).expand(12, 3, 5), beta, thr, 4.0)
+    assert torch.equal(spk_s, spk_r) and torch.equal(mem_s, mem_r)
+    w = torch.randn(12, 3, 5)
+    (g_s,) = torch.autograd.grad((spk_s * w).sum(), cur)
+    (g_r,) = torch.autograd.grad((spk_r * w).sum(), cur)
+    torch.testing.assert_close(g_s, g_r)
+
+
+def test_fold_avgpool_kernel_is_the_same_linear_map():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    w = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    a = torch.nn.functional.avg_pool2d(torch.nn.functional.conv2d(x, w), 2)
+    b = torch.nn.functional.conv2d(x, fold_avgpool2x2(w), stride=2)
+    torch.testing.assert_close(a, b)
+
+
+def test_frames_input_matches_per_step_loop():
+    cfg = ModelConfig(in_channels=2, input_size=32, conv_channels=(16, 32), num_classes=11, batch_norm=False,
+                      dropout=0.0, threshold=0.6, timesteps=12, input_kind="frames", input_scale=1.0)
+    model = _dyadic_model(cfg, seed=4).eval()
+    x = torch.randint(0, 3, (3, 12, 2, 32, 32))
+    with torch.no_grad():
+        ref = model.forward_reference(x, record=True)
+        fast = model.forward(x, record=True)
+    for s_ref, s_fast in zip(ref.spikes, fast.spikes):
+        assert torch.equal(s_ref, s_fast)
+
+
+def test_predict_breaks_ties_towards_lowest_index():
+    spikes = torch.zeros(4, 2, 3)
+    spikes[:, 0, 1] = 1
+    spikes[:, 0, 2] = 1
+    assert predict(spikes).tolist() == [1, 0]
+    assert np.argmax(np.array([0, 3, 3])) == 1  # the simulator's rule is NumPy's, the same
