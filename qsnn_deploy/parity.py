@@ -1,0 +1,133 @@
+"""Parity: the float QAT model against its integer deployment, on the same inputs.
+
+Both run every batch with all spikes recorded; the report gives both accuracies, how often
+their predictions agree, per-layer spike totals side by side, the share of samples whose
+output spike trains are identical at every step, and the first divergence (the earliest
+step, and the layer, where any spike differs) over the samples that diverge.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class LayerParity:
+    name: str
+    neurons: int
+    spikes_float: int = 0
+    spikes_int: int = 0
+    equal_neuron_steps: int = 0
+    neuron_steps: int = 0
+    synops: int = 0
+    memory_bits: int = 0
+    saturations: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "neurons": self.neurons, "spikes_float": self.spikes_float, "spikes_int": self.spikes_int,
+            "spike_agreement": self.equal_neuron_steps / max(self.neuron_steps, 1), "synops": self.synops,
+            "memory_bits": self.memory_bits, "saturations": self.saturations,
+        }
+
+
+@dataclass
+class ParityReport:
+    target: str
+    timesteps: int
+    samples: int = 0
+    float_correct: int = 0
+    int_correct: int = 0
+    agree: int = 0
+    identical_outputs: int = 0
+    diverged: int = 0
+    first_divergence: tuple[int, int] | None = None  # (step, layer index)
+    layers: list[LayerParity] = field(default_factory=list)
+
+    @property
+    def float_accuracy(self) -> float:
+        return self.float_correct / max(self.samples, 1)
+
+    @property
+    def int_accuracy(self) -> float:
+        return self.int_correct / max(self.samples, 1)
+
+    def to_json(self) -> dict[str, Any]:
+        first = None
+        if self.first_divergence is not None:
+            step, layer = self.first_divergence
+            first = {"step": step, "layer": self.layers[layer].name, "samples_diverged": self.diverged}
+        return {
+            "target": self.target, "timesteps": self.timesteps, "samples": self.samples,
+            "accuracy": self.int_accuracy, "float_accuracy": self.float_accuracy, "int_accuracy": self.int_accuracy,
+            "accuracy_drop_pp": 100 * (self.float_accuracy - self.int_accuracy),
+            "prediction_agreement": self.agree / max(self.samples, 1),
+            "identical_output_share": self.identical_outputs / max(self.samples, 1),
+            "first_divergence": first,
+            "layers": [lp.to_json() for lp in self.layers],
+            "totals": {"spikes_float": sum(lp.spikes_float for lp in self.layers), "spikes_int": sum(lp.spikes_int for lp in self.layers),
+                       "synops": sum(lp.synops for lp in self.layers),
+                       "memory_bytes": math.ceil(sum(lp.memory_bits for lp in self.layers) / 8)},
+        }
+
+
+def run_parity(model: Any, graph: Any, x: np.ndarray, y: np.ndarray, *, target: Any, batch_size: int = 128,
+               backend: str = "auto", progress: bool = True) -> ParityReport:
+    """Compare ``model`` (float QAT, eval mode) with ``graph`` (its frozen integer graph) on (x, y)."""
+    import torch
+    from tqdm import tqdm
+
+    from .model import predict
+    from .sim import simulate
+
+    timesteps = model.config.timesteps
+    lif_names = [name for name, _ in graph.lif_layers()]
+    shapes = graph.shapes()
+    report = ParityReport(target=target.name, timesteps=timesteps)
+    report.layers = [LayerParity(n, int(np.prod(shapes[n]))) for n in lif_names]
+    model.eval()
+    batches = range(0, len(y), batch_size)
+    for start in tqdm(batches, desc="parity", disable=not progress, unit="batch"):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        with torch.no_grad():
+            rec = model(torch.from_numpy(np.ascontiguousarray(xb)), record=True)
+        sim = simulate(graph, xb, timesteps, backend=backend, record=True, target=target)
+        float_pred = predict(rec.spikes[-1]).numpy()
+        report.samples += len(yb)
+        report.float_correct += int((float_pred == yb).sum())
+        report.int_correct += int((sim.predictions == yb).sum())
+        report.agree += int((float_pred == sim.predictions).sum())
+        first_step = np.full(len(yb), timesteps, dtype=np.int64)
+        first_layer = np.zeros(len(yb), dtype=np.int64)
+        for li, (lp, name) in enumerate(zip(report.layers, lif_names)):
+            s_float = rec.spikes[li].numpy().reshape(timesteps, len(yb), -1).astype(np.uint8)
+            s_int = sim.spikes[name].reshape(timesteps, len(yb), -1)
+            lp.spikes_float += int(s_float.sum())
+            lp.spikes_int += int(s_int.sum())
+            differ = s_float != s_int
+            lp.equal_neuron_steps += int(differ.size - differ.sum())
+            lp.neuron_steps += differ.size
+            step_differs = differ.any(axis=2)  # (T, B)
+            has = step_differs.any(axis=0)
+            steps = np.where(has, step_differs.argmax(axis=0), timesteps)
+            earlier = steps < first_step
+            first_layer[earlier] = li
+            first_step = np.minimum(first_step, steps)
+            if li == len(lif_names) - 1:
+                report.identical_outputs += int((~has).sum())
+        diverged = first_step < timesteps
+        report.diverged += int(diverged.sum())
+        if diverged.any():
+            order = np.lexsort((first_layer[diverged], first_step[diverged]))
+            cand = (int(first_step[diverged][order[0]]), int(first_layer[diverged][order[0]]))
+            if report.first_divergence is None or cand < report.first_divergence:
+                report.first_divergence = cand
+        for lp, stats in zip(report.layers, sim.layers):
+            lp.synops += int(stats.synops)
+            lp.saturations += int(stats.saturations)
+            lp.memory_bits = int(stats.memory_bits)
+    return report
