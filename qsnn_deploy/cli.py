@@ -85,6 +85,130 @@ def presets() -> None:
                    f"bn={m.batch_norm} dropout={m.dropout} batch={t.batch_size} T={m.timesteps} {t.schedule}  # {p.note}")
 
 
+def model_options(fn):
+    """Options shared by every command that takes a MODEL (checkpoint or graph JSON)."""
+    fn = click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of the checkpoint (runs code in it!).")(fn)
+    fn = click.option("--preset", default=None, help="Config for a plain reference-code state_dict.")(fn)
+    fn = click.option("--timesteps", type=int, default=None, help="Override the number of time steps.")(fn)
+    fn = click.option("--target", default="int4-core", show_default=True, help="Target profile name or JSON file.")(fn)
+    fn = click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path, exists=True, dir_okay=False))(fn)
+    return fn
+
+
+def _load(model_path, target, timesteps, preset, trust_checkpoint):
+    from .deploy import load_deployable, with_timesteps
+
+    if trust_checkpoint:
+        click.echo(f"warning: --trust-checkpoint: fully unpickling {model_path}; this runs any code the file holds", err=True)
+    return with_timesteps(load_deployable(model_path, target=target, trust=trust_checkpoint, preset=preset), timesteps)
+
+
+@cli.command()
+@model_options
+@data_options
+@click.option("--limit", type=int, default=None, help="Simulate the first N test samples.")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "fast", "reference"]), default="auto", show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
+@click.option("--quiet", is_flag=True)
+def simulate(model_path, target, timesteps, preset, trust_checkpoint, data, data_dir, limit, batch_size, backend, json_path, quiet) -> None:
+    """Bit-accurate integer simulation on a target: per-layer table and accuracy."""
+    from .deploy import load_eval_data
+    from .reports import print_simulation, simulation_json, write_json
+    from .sim import simulate_split
+    from .targets.rules import check_target
+
+    dep = _load(model_path, target, timesteps, preset, trust_checkpoint)
+    check_target(dep.graph, dep.target)
+    split = load_eval_data(dep, data, data_dir, limit)
+    report = simulate_split(dep.graph, split.x, split.y, dep.timesteps, batch_size=batch_size, backend=backend,
+                            target=dep.target, progress=not quiet)
+    doc = simulation_json(report, dep)
+    print_simulation(doc)
+    if json_path:
+        write_json(json_path, doc)
+
+
+@cli.command()
+@model_options
+@data_options
+@click.option("--limit", type=int, default=None, help="Compare on the first N test samples.")
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "fast", "reference"]), default="auto", show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
+@click.option("--quiet", is_flag=True)
+def parity(model_path, target, timesteps, preset, trust_checkpoint, data, data_dir, limit, batch_size, backend, json_path, quiet) -> None:
+    """Float QAT model vs integer deployment: accuracy and spike-by-spike agreement."""
+    from .deploy import load_eval_data
+    from .errors import QsnnError
+    from .parity import run_parity
+    from .reports import print_parity, write_json
+
+    dep = _load(model_path, target, timesteps, preset, trust_checkpoint)
+    if dep.model is None:
+        raise QsnnError("parity needs the float model: give a checkpoint, not a graph JSON")
+    split = load_eval_data(dep, data, data_dir, limit)
+    report = run_parity(dep.model, dep.graph, split.x, split.y, target=dep.target, batch_size=batch_size, backend=backend,
+                        progress=not quiet)
+    doc = report.to_json()
+    print_parity(doc)
+    if json_path:
+        write_json(json_path, doc)
+
+
+@cli.command()
+@model_options
+@click.option("--format", "fmt", type=click.Choice(["json", "qonnx", "onnx", "nir"]), required=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output file.")
+@click.option("--unroll", is_flag=True, help="ONNX/QONNX: unroll all T steps into one graph.")
+@click.option("--golden", type=int, default=None, help="JSON: add N test samples with expected spike counts.")
+@data_options
+@click.option("--nir-dialect", type=click.Choice(["norse", "snntorch"]), default="norse", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def export(model_path, target, timesteps, preset, trust_checkpoint, fmt, output, unroll, golden, data, data_dir, nir_dialect, force) -> None:
+    """Export the frozen integer graph (json | qonnx | onnx | nir)."""
+    from .errors import OutputExistsError
+    from .exporters import export as run_export
+
+    if output.exists() and not force:
+        raise OutputExistsError(f"{output} exists; pass --force to overwrite it")
+    dep = _load(model_path, target, timesteps, preset, trust_checkpoint)
+    golden_inputs = None
+    if golden:
+        from .deploy import load_eval_data
+
+        golden_inputs = load_eval_data(dep, data, data_dir, golden).x
+    path = run_export(dep.graph, fmt, output, target=dep.target, timesteps=dep.timesteps, unroll=unroll,
+                      golden=golden_inputs, nir_dialect=nir_dialect)
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+def targets() -> None:
+    """List the built-in target profiles."""
+    from .targets import available_targets, load_target
+
+    for name in available_targets():
+        t = load_target(name)
+        click.echo(f"{t.name}: weights {t.weight.name}, inputs {t.input.name}, accumulator {t.accumulator.name}, "
+                   f"state {t.state.name}, decay >> {t.decay_shift} ({t.rounding}), {t.overflow}, {t.compare}, {t.reset}/{t.reset_timing}")
+        click.echo(f"    {t.description}")
+
+
+@cli.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
+@click.option("--model", "model_path", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Checkpoint to demo (default: the shipped Fashion-MNIST int4 model).")
+@click.option("--limit", type=int, default=None, help="Use N test images.")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Folder holding Fashion-MNIST.")
+@click.option("--quiet", is_flag=True)
+def demo(out_dir, model_path, limit, data_dir, quiet) -> None:
+    """Freeze the shipped model, export every format, simulate on int4-core and print parity."""
+    from .demo import run_demo
+
+    run_demo(out_dir, model_path=model_path, limit=limit, data_dir=data_dir, progress=not quiet)
+
+
 def main() -> None:
     """Console entry point."""
     from .perf import reexec_with_allocator_env

@@ -634,3 +634,22 @@ __all__ = [
     "read_idx",
     "train_val_split",
 ]
+
+
+#: 1,000 Fashion-MNIST test images (seeded subset) shipped for the demo on machines without the data set
+PACKAGED_SUBSET = Path(__file__).parent / "assets" / "fmnist_test_subset.npz"
+
+
+def load_fmnist_test_or_subset(data_dir: str | Path | None = None, limit: int | None = None) -> tuple[Split, str]:
+    """The Fashion-MNIST test set if installed, else the subset shipped with the package.
+
+    Returns the split and a description of where it came from.
+    """
+    try:
+        return load_split("fmnist", "test", data_dir=data_dir, limit=limit), "Fashion-MNIST test set"
+    except DataError:
+        with np.load(PACKAGED_SUBSET) as f:
+            subset = Split(x=f["x"], y=f["y"], num_classes=10, kind="static")
+        if limit is not None:
+            subset = subset.subset(np.arange(min(limit, len(subset))))
+        return subset, f"packaged Fashion-MNIST subset ({len(subset)} test images; install dataset-fashion-mnist for all 10,000)"
