@@ -89,7 +89,8 @@ class QSNN(nn.Module):
         return layer.weight
 
     def _scaled_input(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(torch.get_default_dtype() if not x.is_floating_point() else x.dtype) * self.config.input_scale
+        # integer pixels/counts become the parameters' float type (float64 models run in float64)
+        return x.to(self.fc.weight.dtype) * self.config.input_scale
 
     # -- the paper's per-step loop ------------------------------------------------------
     def forward_reference(self, x: torch.Tensor, record: bool = False):
