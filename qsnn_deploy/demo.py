@@ -27,7 +27,6 @@ def run_demo(out_dir: str | Path, *, model_path: str | Path | None = None, limit
     from .exporters import export
     from .parity import run_parity
     from .reports import print_parity, print_simulation, simulation_json, write_json
-    from .sim import simulate_split
     from .targets.rules import check_target
 
     console = Console()
@@ -46,13 +45,13 @@ def run_demo(out_dir: str | Path, *, model_path: str | Path | None = None, limit
         golden = split.x[:4] if fmt == "json" else None
         path = export(dep.graph, fmt, out / name, target=dep.target, timesteps=dep.timesteps, golden=golden)
         console.print(f"    {fmt:6s} {path} ({path.stat().st_size / 1024:.0f} KiB)")
-    console.print(f"[bold]3/4 simulate[/] on int4-core: {source}")
-    sim_report = simulate_split(dep.graph, split.x, split.y, dep.timesteps, target=dep.target, progress=progress)
-    sim_doc = simulation_json(sim_report, dep)
+    console.print(f"[bold]3/4 simulate[/] on int4-core and run the float QAT model beside it: {source}")
+    # one pass does both: parity runs the integer simulation and keeps its report
+    report = run_parity(dep.model, dep.graph, split.x, split.y, target=dep.target, progress=progress)
+    sim_doc = simulation_json(report.simulation, dep)
     print_simulation(sim_doc)
     write_json(out / "simulate.json", sim_doc)
     console.print("[bold]4/4 parity[/]: float QAT model vs integer simulation")
-    report = run_parity(dep.model, dep.graph, split.x, split.y, target=dep.target, progress=progress)
     doc = report.to_json()
     doc["data"] = source
     print_parity(doc)

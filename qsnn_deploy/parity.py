@@ -47,6 +47,8 @@ class ParityReport:
     diverged: int = 0
     first_divergence: tuple[int, int] | None = None  # (step, layer index)
     layers: list[LayerParity] = field(default_factory=list)
+    #: the integer run as ``simulate_split`` reports it (so a caller need not simulate twice)
+    simulation: Any = None
 
     @property
     def float_accuracy(self) -> float:
@@ -82,7 +84,7 @@ def run_parity(model: Any, graph: Any, x: np.ndarray, y: np.ndarray, *, target: 
     from tqdm import tqdm
 
     from .model import predict
-    from .sim import simulate
+    from .sim import SplitReport, simulate
 
     timesteps = model.config.timesteps
     lif_names = [name for name, _ in graph.lif_layers()]
@@ -90,6 +92,9 @@ def run_parity(model: Any, graph: Any, x: np.ndarray, y: np.ndarray, *, target: 
     report = ParityReport(target=target.name, timesteps=timesteps)
     report.layers = [LayerParity(n, int(np.prod(shapes[n]))) for n in lif_names]
     model.eval()
+    sim_layers: list[Any] | None = None
+    predictions: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
     batches = range(0, len(y), batch_size)
     for start in tqdm(batches, desc="parity", disable=not progress, unit="batch"):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
@@ -126,8 +131,12 @@ def run_parity(model: Any, graph: Any, x: np.ndarray, y: np.ndarray, *, target: 
             cand = (int(first_step[diverged][order[0]]), int(first_layer[diverged][order[0]]))
             if report.first_divergence is None or cand < report.first_divergence:
                 report.first_divergence = cand
-        for lp, stats in zip(report.layers, sim.layers):
-            lp.synops += int(stats.synops)
-            lp.saturations += int(stats.saturations)
-            lp.memory_bits = int(stats.memory_bits)
+        sim_layers = sim.layers if sim_layers is None else [a.merged(b) for a, b in zip(sim_layers, sim.layers)]
+        predictions.append(sim.predictions)
+        counts.append(sim.counts)
+    for lp, stats in zip(report.layers, sim_layers or []):
+        lp.synops, lp.saturations, lp.memory_bits = int(stats.synops), int(stats.saturations), int(stats.memory_bits)
+    report.simulation = SplitReport(samples=report.samples, correct=report.int_correct, timesteps=timesteps,
+                                    layers=sim_layers or [], predictions=np.concatenate(predictions),
+                                    counts=np.concatenate(counts))
     return report

@@ -1,0 +1,35 @@
+"""The README's main job and the library example run end to end on the shipped model."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from qsnn_deploy.cli import cli
+from qsnn_deploy.demo import EXPORTS, SHIPPED_MODEL
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_exports_every_format_and_reports_parity(runner, tmp_path):
+    res = runner.invoke(cli, ["demo", "--out", str(tmp_path), "--limit", "48", "--quiet"])
+    assert res.exit_code == 0, res.output
+    for name in EXPORTS.values():
+        assert (tmp_path / name).stat().st_size > 1000, name
+    parity = json.loads((tmp_path / "parity.json").read_text())
+    sim = json.loads((tmp_path / "simulate.json").read_text())
+    assert parity["samples"] == sim["samples"] == 48
+    assert parity["int_accuracy"] == sim["accuracy"] > 0.5  # a trained model, 10 classes
+    assert parity["prediction_agreement"] > 0.9
+    assert "float accuracy" in res.output and "SynOps" in res.output
+
+
+def test_example_script_runs(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "examples" / "end_to_end.py"), str(SHIPPED_MODEL), "--out", str(tmp_path),
+                          "--limit", "16"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "integer accuracy" in res.stdout and (tmp_path / "model.json").is_file() and (tmp_path / "model.onnx").is_file()
+
+
+def test_shipped_model_is_linked_from_examples():
+    assert (ROOT / "examples" / "fmnist_int4" / "model.pt").resolve() == SHIPPED_MODEL.resolve()
