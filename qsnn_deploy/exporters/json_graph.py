@@ -1,0 +1,237 @@
+"""Integer-state JSON graph: the whole frozen graph, its target and golden test vectors.
+
+Document (schema: ``qsnn_deploy/schemas/graph.schema.json``, JSON Schema 2020-12)::
+
+    {"format": "qsnn-deploy-graph", "version": 1,
+     "graph": Graph.to_dict(), "target": TargetProfile.to_dict() | null,
+     "timesteps": T | null, "golden": [sample, ...] | null}
+
+Each golden sample holds an input (an integer tensor: ``Input.shape`` for static inputs,
+``[T, *Input.shape]`` for frames) and the simulator's spike counts for it over T steps:
+``output_counts`` (one per output neuron) and ``layer_spike_counts`` (total spikes of each
+LIF layer), so a hardware testbench can check itself.
+
+Writing is deterministic (sorted keys, fixed separators, no NaN) and atomic, and the
+document is validated against the schema on the way out and on the way in.
+:func:`read_graph_json` turns *every* malformed document into :class:`GraphError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import write_text_atomic
+from ..errors import ExportError, GraphError, QsnnError
+from ..ir import FORMAT, VERSION, Graph, IntTensor
+from ..ir.tensor import MAX_ELEMENTS
+from ..targets import TargetProfile, load_target
+
+#: largest document :func:`read_graph_json` reads (the IR's own limits bound what it builds)
+MAX_DOCUMENT_BYTES = 200 * 2**20
+#: most golden samples one document may carry
+MAX_GOLDEN = 10_000
+_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, AttributeError)
+
+
+@functools.lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The JSON Schema of the document (package data)."""
+    text = (resources.files("qsnn_deploy") / "schemas" / "graph.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema())
+
+
+def _schema_error(doc: Any) -> str | None:
+    """The most relevant schema violation of ``doc`` as one line, or None if it is valid."""
+    import jsonschema
+
+    err = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
+    if err is None:
+        return None
+    where = "/".join(str(p) for p in err.absolute_path) or "(document)"
+    return f"{where}: {err.message}"[:400]
+
+
+def to_graph_json(graph: Graph, *, target: TargetProfile | str | None = None, timesteps: int | None = None,
+                  golden: np.ndarray | None = None) -> dict[str, Any]:
+    """The JSON document of ``graph`` as a dict (see the module docstring).
+
+    Args:
+        graph: the frozen integer graph.
+        target: the target profile (or built-in name) the graph was frozen for.
+        timesteps: T, the number of steps a sample runs for; required with ``golden``.
+        golden: N input samples, (N, *input shape) for static inputs or (N, T, *input shape)
+            for frames; their expected spike counts come from :func:`qsnn_deploy.sim.simulate`.
+
+    Raises:
+        ExportError: bad T or golden inputs, no simulator, or a document that fails the
+            schema (e.g. metadata that is not JSON).
+    """
+    if timesteps is not None and (type(timesteps) is not int or timesteps < 1):
+        raise ExportError(f"timesteps must be a positive integer, got {timesteps!r}")
+    try:
+        profile = load_target(target) if isinstance(target, (str, Path)) else target
+    except QsnnError as exc:
+        raise ExportError(str(exc)) from None
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "graph": graph.to_dict(),
+        "target": profile.to_dict() if profile is not None else None,
+        "timesteps": timesteps,
+        "golden": _golden(graph, golden, timesteps) if golden is not None else None,
+    }
+    problem = _schema_error(json.loads(_dumps(doc)))  # validate what a reader will see
+    if problem:
+        raise ExportError(f"graph document violates its schema at {problem}")
+    return doc
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    try:
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise ExportError(f"graph document is not plain JSON (check graph.metadata): {exc}") from None
+
+
+def export_graph_json(graph: Graph, path: str | os.PathLike[str], *, target: TargetProfile | str | None = None,
+                      timesteps: int | None = None, golden: np.ndarray | None = None) -> Path:
+    """Write :func:`to_graph_json` to ``path`` atomically; the same graph gives the same bytes."""
+    return write_text_atomic(path, _dumps(to_graph_json(graph, target=target, timesteps=timesteps, golden=golden)))
+
+
+def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dict[str, Any]]:
+    """Golden samples: each input with the simulator's output and per-layer spike counts."""
+    if timesteps is None:
+        raise ExportError("golden vectors need timesteps")
+    node = graph.input
+    x = np.asarray(inputs)
+    expect = (node.shape if node.encoding == "static" else (timesteps, *node.shape))
+    if x.ndim != len(expect) + 1 or tuple(x.shape[1:]) != tuple(expect) or not 1 <= len(x) <= MAX_GOLDEN:
+        raise ExportError(f"golden inputs must be (N, {', '.join(map(str, expect))}) with 1 <= N <= {MAX_GOLDEN}, got {x.shape}")
+    if x.dtype.kind not in "iub" or not node.dtype.contains(x):
+        raise ExportError(f"golden inputs must be integers within the input type {node.dtype.name}")
+    try:
+        from ..sim import simulate
+    except ImportError as exc:
+        raise ExportError(f"golden vectors need the simulator (qsnn_deploy.sim): {exc}") from None
+    try:
+        res = simulate(graph, x.astype(np.int64), timesteps, backend="reference", record=False)
+    except QsnnError as exc:  # e.g. overflow="error" and a membrane overflowed
+        raise ExportError(f"golden vectors: the simulation failed: {exc}"[:400]) from None
+    counts = np.asarray(res.counts)
+    layers = {name: np.asarray(v) for name, v in res.layer_spike_counts.items()}
+    return [
+        {
+            "input": IntTensor(x[i], node.dtype).to_dict(),
+            "output_counts": [int(c) for c in counts[i].ravel()],
+            "layer_spike_counts": {name: int(v[i]) for name, v in layers.items()},
+        }
+        for i in range(len(x))
+    ]
+
+
+def read_graph_json(path: str | os.PathLike[str]) -> tuple[Graph, TargetProfile | None, dict[str, Any]]:
+    """Read a graph document: ``(graph, target or None, meta)``.
+
+    ``meta`` has ``format``, ``version``, ``timesteps`` and ``golden`` (None, or a list of
+    samples with ``input`` as an int64 array and ``output_counts`` / ``layer_spike_counts``).
+
+    Raises:
+        GraphError: for any unreadable or malformed document (not JSON, too large, schema
+            violation, unknown version, a graph the IR rejects, inconsistent golden data).
+    """
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_DOCUMENT_BYTES + 1)
+    except OSError as exc:
+        raise GraphError(f"cannot read graph document {os.fspath(path)!r}: {exc.strerror or exc}") from None
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise GraphError(f"graph document is larger than the limit of {MAX_DOCUMENT_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+        doc = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except GraphError:
+        raise
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GraphError(f"graph document is not valid UTF-8 JSON: {exc}"[:300]) from None
+    except _ERRORS as exc:  # e.g. nesting too deep, integers with too many digits
+        raise GraphError(f"graph document cannot be parsed: {type(exc).__name__}: {exc}"[:300]) from None
+    return from_document(doc)
+
+
+def _reject_constant(name: str) -> Any:
+    raise GraphError(f"graph document contains {name}, which is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        dup = sorted({k for k, _ in pairs if sum(1 for q, _ in pairs if q == k) > 1})
+        raise GraphError(f"graph document repeats the key(s) {dup[:5]}"[:300])
+    return out
+
+
+def from_document(doc: Any) -> tuple[Graph, TargetProfile | None, dict[str, Any]]:
+    """Validate a parsed document and build its graph; see :func:`read_graph_json`."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise GraphError(f"not a {FORMAT} document (its \"format\" must be {FORMAT!r})")
+    if doc.get("version") != VERSION:
+        raise GraphError(f"unsupported {FORMAT} version {doc.get('version')!r}; this reader supports version {VERSION}"[:300])
+    try:
+        problem = _schema_error(doc)
+        if problem:
+            raise GraphError(f"graph document violates its schema at {problem}")
+        graph = Graph.from_dict(doc["graph"])
+        target = TargetProfile.from_dict(doc["target"]) if doc["target"] is not None else None
+        golden = _read_golden(graph, doc["golden"], doc["timesteps"]) if doc["golden"] is not None else None
+    except GraphError:
+        raise
+    except QsnnError as exc:  # TargetError from the profile
+        raise GraphError(f"graph document: {exc}"[:400]) from None
+    except _ERRORS as exc:
+        raise GraphError(f"graph document is malformed: {type(exc).__name__}: {exc}"[:400]) from None
+    meta = {"format": doc["format"], "version": doc["version"], "timesteps": doc["timesteps"], "golden": golden}
+    return graph, target, meta
+
+
+def _read_golden(graph: Graph, samples: list[dict[str, Any]], timesteps: int | None) -> list[dict[str, Any]]:
+    """Golden samples as arrays, checked against the graph (shapes, names, count ranges)."""
+    if timesteps is None:
+        raise GraphError("golden vectors need timesteps")
+    if len(samples) > MAX_GOLDEN:
+        raise GraphError(f"more than {MAX_GOLDEN} golden samples")
+    node = graph.input
+    expect = node.shape if node.encoding == "static" else (timesteps, *node.shape)
+    shapes = graph.shapes()
+    lifs = {name: int(np.prod(shapes[name])) for name, _ in graph.lif_layers()}
+    out_name = next(n for n, v in graph.chain() if v.op == "Output")
+    n_out = int(np.prod(shapes[out_name]))
+    if n_out * timesteps > MAX_ELEMENTS * 64:
+        raise GraphError("golden counts exceed the limits")
+    out: list[dict[str, Any]] = []
+    for i, s in enumerate(samples):
+        x = IntTensor.from_dict(s["input"])  # checks the declared shape before allocating
+        if x.shape != tuple(expect) or x.dtype != node.dtype:
+            raise GraphError(f"golden[{i}].input must be {node.dtype.name} of shape {list(expect)}, got {x.dtype.name} {list(x.shape)}")
+        counts = s["output_counts"]
+        if len(counts) != n_out or max(counts, default=0) > timesteps:
+            raise GraphError(f"golden[{i}].output_counts must be {n_out} counts of at most T={timesteps}")
+        layer = s["layer_spike_counts"]
+        if set(layer) != set(lifs) or any(layer[k] > lifs[k] * timesteps for k in lifs):
+            raise GraphError(f"golden[{i}].layer_spike_counts must count the spikes of exactly the LIF layers {sorted(lifs)}"[:300])
+        out.append({"input": x.values.copy(), "output_counts": np.array(counts, dtype=np.int64), "layer_spike_counts": dict(layer)})
+    return out

@@ -1,0 +1,225 @@
+r"""NIR export (HDF5 through ``nir.write``): float parameters for NIR readers, integer contract in metadata.
+
+NIR's LIF is continuous-time, :math:`\tau \dot v = (v_{leak} - v) + R I`, with an immediate
+reset to ``v_reset`` when :math:`v > v_{threshold}`. Readers discretise it with forward Euler
+at their own ``dt``: :math:`v \leftarrow (1 - dt/\tau) v + (dt/\tau)(v_{leak} + R I)`. The
+integer neuron is :math:`V \leftarrow D(V) + (A \ll s) + b_c` with
+:math:`D(V) \approx \beta V`, :math:`\beta = \text{decay\_mul} / 2^{\text{decay\_shift}}`.
+Matching the two with a scaled membrane :math:`v = k_c V` gives, per dialect:
+
+``norse`` (dt = 1e-3, norse's default; weights stay the integer codes)
+    LIF: ``tau = dt / (1 - beta)``, ``r = 1``, ``v_leak = 0``,
+    ``v_threshold = theta_c (1 - beta) / 2^s`` (so ``k = (1 - beta) / 2^s``), ``v_reset = 0``;
+    the neuron bias moves into the preceding Conv2d/Affine bias as ``b_c / (2^s * pool area)``
+    (readers start v at ``v_leak``, and the integer neuron starts at 0). Only when no
+    Conv2d/Affine feeds the layer directly does it become ``v_leak = b_c / 2^s``.
+    A layer with beta = 1 (no leak) becomes ``IF`` with ``r = 1/dt`` (``v += I``; norse's IAF
+    ignores r and adds its input, which agrees) and ``v_threshold = theta_c / 2^s``.
+    SumPool2d stays SumPool2d (norse maps it to ``LPPool2d(1)``, a plain sum).
+
+``snntorch`` (dt = 1e-4, hard-coded in ``snntorch.import_nir``)
+    snnTorch's reader needs one threshold per layer, ``v_leak = 0``, ``r * dt / tau`` the
+    same for all neurons, and knows ``AvgPool2d`` but not ``SumPool2d``. So each channel's
+    membrane is normalised by its threshold (``k_c = 1 / theta_c``, ``v_threshold = 1``),
+    ``r = tau / dt`` (``r * dt / tau = 1``), and the preceding Conv2d/Affine absorbs the rest:
+    weights times ``2^s * area / theta_c`` (``area`` = k^2 of the SumPool2d, which becomes
+    AvgPool2d: ``avg * k^2 = sum``), bias ``b_c / theta_c``. Weights are then no longer integers;
+    the integer codes are kept in the node metadata (``weight_int``, ``weight_gain``). beta = 1
+    is approximated by ``tau = dt * 2^40``.
+
+What NIR cannot say, and the metadata records (``qsnn_op``, ``threshold``, ``bias``,
+``decay_mul``, ``decay_shift``, ``input_shift``, ``state``, ``reset``, ``reset_timing``,
+``compare``, ``rounding``, ``overflow``, ``membrane_scale`` = k, ``beta``, ``dt``): the decay
+is a rounded integer multiply-shift, not exactly ``1 - dt/tau``; the reset may subtract the
+threshold and may act on the next step (delayed), where NIR resets to ``v_reset`` at once;
+the comparison may be ``>=``; the membrane saturates or wraps at a fixed width. A reader that
+wants bit-exact behaviour must implement these from the metadata (or read the JSON export).
+The Output node's readout is the spike count over T steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import ExportError
+from ..ir import LIF, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d
+from ._onnx_common import chain_of
+
+DIALECTS: dict[str, float] = {"norse": 1e-3, "snntorch": 1e-4}
+#: tau / dt standing in for "no leak" where the reader has no IF neuron
+NO_LEAK_TAU = 2.0**40
+
+
+def _f32(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def _lif_contract(node: LIF, dt: float, scale: Any) -> dict[str, Any]:
+    return {
+        "qsnn_op": "LIF", "threshold": node.threshold.values.copy(), "bias": node.bias.values.copy(),
+        "decay_mul": node.decay_mul, "decay_shift": node.decay_shift, "input_shift": node.input_shift,
+        "state": node.state.name, "reset": node.reset, "reset_timing": node.reset_timing, "compare": node.compare,
+        "rounding": node.rounding, "overflow": node.overflow,
+        # an array per channel, or one float (HDF5 cannot compress a 0-d dataset)
+        "membrane_scale": np.asarray(scale, dtype=np.float64) if np.ndim(scale) else float(scale),
+        "beta": node.decay, "dt": dt,
+    }
+
+
+def _feeding_synapse(chain: list[tuple[str, Any]], index: int) -> tuple[int, int] | None:
+    """(index of the Conv2d/Linear feeding the LIF at ``index``, product of pool areas between).
+
+    None when the path holds a Flatten (channels change meaning) or starts at the Input.
+    """
+    area = 1
+    for j in range(index - 1, 0, -1):
+        node = chain[j][1]
+        if isinstance(node, SumPool2d):
+            area *= node.kernel[0] * node.kernel[1]
+        elif isinstance(node, (Conv2d, Linear)):
+            return j, area
+        else:
+            return None
+    return None
+
+
+def _plan(chain: list[tuple[str, Any]], dialect: str, dt: float) -> tuple[dict[int, Any], dict[int, dict[str, np.ndarray]]]:
+    """NIR neurons per LIF index, and per synapse index the gain and bias to fold into it."""
+    import nir
+
+    neurons: dict[int, Any] = {}
+    folds: dict[int, dict[str, np.ndarray]] = {}
+    shapes = [chain[0][1].shape]
+    for _, node in chain[1:]:
+        shapes.append(node.output_shape(shapes[-1]))
+    for i, (name, node) in enumerate(chain):
+        if not isinstance(node, LIF):
+            continue
+        full = shapes[i]
+        per_chan = (-1,) + (1,) * (len(full) - 1)
+        thr = node.threshold.values.astype(np.float64)
+        bias = node.bias.values.astype(np.float64)
+        s2 = 2.0**node.input_shift
+        beta = node.decay
+        fed = _feeding_synapse(chain, i)
+
+        def expand(v: np.ndarray) -> np.ndarray:
+            return _f32(np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(per_chan), full))
+
+        if dialect == "snntorch":
+            if fed is None:
+                raise ExportError(f"LIF {name!r}: the snntorch dialect folds thresholds into the preceding Conv2d/Linear, "
+                                  "and none feeds this layer directly (through sum pools only)")
+            j, area = fed
+            folds[j] = {"gain": s2 * area / thr, "bias": bias / thr}
+            tau = dt / (1.0 - beta) if beta < 1.0 else dt * NO_LEAK_TAU
+            ones = np.ones(full, dtype=np.float32)
+            neurons[i] = nir.LIF(tau=ones * np.float32(tau), r=ones * np.float32(tau / dt), v_leak=0 * ones,
+                                 v_threshold=ones.copy(), v_reset=0 * ones,
+                                 metadata=_lif_contract(node, dt, 1.0 / thr))
+        else:
+            # the bias rides on the synapse, so v_leak = 0: readers start v at v_leak, and V[-1] = 0
+            leak = np.zeros_like(bias)
+            if node.bias.values.any():
+                if fed is not None:
+                    folds[fed[0]] = {"gain": np.ones_like(thr), "bias": bias / (s2 * fed[1])}
+                elif beta < 1.0:
+                    leak = bias / s2  # no synapse to carry it: a resting potential (norse starts v there)
+                else:
+                    raise ExportError(f"LIF {name!r}: NIR's IF neuron has no bias, and no Conv2d/Linear feeds this "
+                                      "layer directly to carry it")
+            ones = np.ones(full, dtype=np.float32)
+            if beta < 1.0:
+                k = (1.0 - beta) / s2
+                neurons[i] = nir.LIF(tau=ones * np.float32(dt / (1.0 - beta)), r=ones, v_leak=expand(leak),
+                                     v_threshold=expand(thr * k), v_reset=0 * ones, metadata=_lif_contract(node, dt, k))
+            else:
+                neurons[i] = nir.IF(r=ones / np.float32(dt), v_threshold=expand(thr / s2), v_reset=0 * ones,
+                                    metadata=_lif_contract(node, dt, 1.0 / s2))
+    return neurons, folds
+
+
+def to_nir(graph: Graph, *, dialect: str = "norse") -> Any:
+    """The :class:`nir.NIRGraph` of ``graph`` for ``dialect`` (see the module docstring).
+
+    Raises:
+        ExportError: unknown dialect, a graph that is not a chain, or a layer the dialect
+            cannot express.
+    """
+    import nir
+
+    if dialect not in DIALECTS:
+        raise ExportError(f"unknown NIR dialect {dialect!r}; choose one of {', '.join(DIALECTS)}")
+    dt = DIALECTS[dialect]
+    chain = chain_of(graph)
+    neurons, folds = _plan(chain, dialect, dt)
+    nodes: dict[str, Any] = {}
+    shape: tuple[int, ...] = ()
+    for i, (name, node) in enumerate(chain):
+        in_shape = shape
+        shape = node.output_shape(in_shape) if not isinstance(node, Input) else node.shape
+        if isinstance(node, Input):
+            nodes[name] = nir.Input(input_type={"input": np.array(shape)},
+                                    metadata={"qsnn_op": "Input", "dtype": node.dtype.name, "encoding": node.encoding})
+        elif isinstance(node, (Conv2d, Linear)):
+            nodes[name] = _synapse(nir, name, node, in_shape, folds.get(i))
+        elif isinstance(node, SumPool2d):
+            pool = nir.SumPool2d if dialect == "norse" else nir.AvgPool2d
+            meta = {"qsnn_op": "SumPool2d"} if dialect == "norse" else {
+                "qsnn_op": "SumPool2d", "note": "sum = average * kernel area; the area is folded into the preceding weights"}
+            nodes[name] = pool(kernel_size=np.array(node.kernel), stride=np.array(node.stride), padding=np.array([0, 0]),
+                               metadata=meta)
+        elif isinstance(node, Flatten):
+            nodes[name] = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1,
+                                      metadata={"qsnn_op": "Flatten"})
+        elif isinstance(node, LIF):
+            nodes[name] = neurons[i]
+        elif isinstance(node, Output):
+            nodes[name] = nir.Output(output_type={"output": np.array(shape)},
+                                     metadata={"qsnn_op": "Output", "readout": node.readout})
+        else:  # pragma: no cover - every IR node type is handled above
+            raise ExportError(f"node {name!r}: NIR export cannot express {type(node).__name__}")
+    metadata = {
+        "format": "qsnn-deploy-nir", "version": 1, "dialect": dialect, "dt": dt, "readout": "spike_count",
+        "source_metadata": json.dumps(dict(graph.metadata), sort_keys=True, default=str),
+    }
+    edges = [(a, b) for (a, _), (b, _) in zip(chain, chain[1:])]
+    try:
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)
+    except (ValueError, AssertionError, NotImplementedError) as exc:
+        raise ExportError(f"NIR rejects the exported graph: {exc}"[:400]) from None
+
+
+def _synapse(nir: Any, name: str, node: Conv2d | Linear, in_shape: tuple[int, ...], fold: dict[str, np.ndarray] | None) -> Any:
+    """Conv2d or Affine; ``fold`` scales each output channel's weights and sets its bias."""
+    w = node.weight.values.astype(np.float64)
+    out_ch = w.shape[0]
+    gain = np.ones(out_ch) if fold is None else fold["gain"]
+    bias = np.zeros(out_ch) if fold is None else fold["bias"]
+    meta: dict[str, Any] = {"qsnn_op": type(node).__name__, "weight_dtype": node.weight.dtype.name}
+    if not np.all(gain == 1.0):
+        meta.update(weight_int=node.weight.values.copy(), weight_gain=gain.astype(np.float64))
+    weight = _f32(w * gain.reshape((-1,) + (1,) * (w.ndim - 1)))
+    if isinstance(node, Linear):
+        return nir.Affine(weight=weight, bias=_f32(bias), metadata=meta)
+    return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=weight, stride=tuple(node.stride), padding=tuple(node.padding),
+                      dilation=(1, 1), groups=1, bias=_f32(bias), metadata=meta)
+
+
+def export_nir(graph: Graph, path: str | os.PathLike[str], *, dialect: str = "norse") -> Path:
+    """Write :func:`to_nir` with ``nir.write`` to ``path`` atomically (deterministic bytes)."""
+    import nir
+
+    ir = to_nir(graph, dialect=dialect)
+    with atomic_path(path) as tmp:
+        try:
+            nir.write(tmp, ir)
+        except (TypeError, ValueError) as exc:
+            raise ExportError(f"nir.write cannot store the graph: {exc}"[:400]) from None
+    return Path(path)
