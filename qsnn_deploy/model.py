@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import ModelConfig
-from .lif_torch import lif_sequence
+from .lif_torch import dropout, lif_sequence
 
 
 @dataclass
@@ -146,11 +146,15 @@ class QSNN(nn.Module):
         with torch.no_grad():
             bn.num_batches_tracked.add_(repeats)
         if cur.dim() == 4:
-            out = norm(cur, True)
             with torch.no_grad():
+                # T-1 of the T steps see the same batch: apply their identical running-stat
+                # updates to the C-vectors (the kernel would recompute the same statistics).
+                # They go first because autograd forbids changing the buffers after the call.
+                var, mean = torch.var_mean(cur, dim=(0, 2, 3), unbiased=True)
                 for _ in range(repeats - 1):
-                    norm(cur, True)
-            return out
+                    bn.running_mean.mul_(1.0 - momentum).add_(mean * momentum)
+                    bn.running_var.mul_(1.0 - momentum).add_(var * momentum)
+            return norm(cur, True)
         return torch.stack([norm(c, True) for c in cur])
 
     def _lif(self, i: int, cur: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,7 +189,7 @@ class QSNN(nn.Module):
                 h, mem = self._lif(i, cur)
             spikes.append(h)
             mems.append(mem)
-        dense_in = self.dropout(h.flatten(2))
+        dense_in = dropout(h.flatten(2), self.config.dropout, self.training)
         cur = F.linear(dense_in, self.layer_weight(self.fc))
         out, mem = self._lif(len(self.convs), cur)
         spikes.append(out)
