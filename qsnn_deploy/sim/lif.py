@@ -1,0 +1,186 @@
+r"""Integer leaky integrate-and-fire neurons as a pure step function (norse style).
+
+One call advances a layer of neurons by one time step; nothing is mutated, the new state is
+returned. The arithmetic is exactly the :class:`~qsnn_deploy.ir.nodes.LIF` docstring, with
+A[t] the integer synaptic sum, c a neuron's channel (axis 0 of the per-sample shape)::
+
+    I[t]  = (A[t] << input_shift) + bias[c]
+    D(V)  = (V * decay_mul + r) >> decay_shift      r = 0 (floor) or 2^(decay_shift-1) (half_up)
+    delayed   subtract: V[t] = ovf(D(V[t-1]) + I[t] - S[t-1] * threshold[c])
+    delayed   zero:     V[t] = ovf(D(V[t-1] * (1 - S[t-1])) + I[t])
+    immediate (either): V[t] = ovf(D(V[t-1]) + I[t]); after the spike test
+                        V[t] -= S[t] * threshold[c] (subtract) or V[t] *= 1 - S[t] (zero)
+    S[t]  = V[t] > threshold[c] ("gt")  or  V[t] >= threshold[c] ("ge")
+
+``ovf`` applies the node's overflow policy at the ``state`` width: ``saturate`` clips to
+[min, max], ``wrap`` wraps modulo 2^bits (two's complement), ``error`` raises
+:class:`~qsnn_deploy.errors.TargetError`. The state carries a per-sample counter of the
+neuron-steps at which ``ovf`` had to act (the value before ``ovf`` was outside the type).
+
+Exactness on int64. The state is at most 48 bits wide, so V, bias and threshold are below
+2^47 in magnitude. Two products could leave int64 and are kept exact:
+
+- ``V * decay_mul`` (up to 2^77): when it may not fit, V is split as q * 2^k + rem with
+  0 <= rem < 2^k, and D(V) = q * m + ((rem * m + r) >> k), which is the same floor.
+- ``A << input_shift``: A is clipped to +-2^(61 - input_shift) first. Beyond that bound the
+  sum is outside every state type in the same direction whatever the other terms are, so
+  saturation, the overflow count and ``error`` are unchanged; ``wrap`` instead uses the
+  unclipped sum modulo 2^64, which is exact modulo 2^bits because bits <= 48 divides 64.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..dtypes import IntType
+from ..errors import TargetError
+from ..ir.nodes import LIF
+
+
+class LIFParams(NamedTuple):
+    """Integer parameters of one LIF layer, as the step function uses them.
+
+    ``threshold`` and ``bias`` are per channel, shape (C,); :func:`step` broadcasts them
+    over axis 1 of the batched arrays (axis 0 of the per-sample shape).
+    """
+
+    name: str  # layer name, for error messages
+    threshold: np.ndarray  # (C,) int64, > 0
+    bias: np.ndarray  # (C,) int64
+    decay_mul: int  # m in D(V)
+    decay_shift: int  # k in D(V)
+    round_add: int  # r in D(V): 0 (floor) or 2^(k-1) (half_up)
+    input_shift: int
+    state: IntType
+    reset: str  # "subtract" | "zero"
+    compare: str  # "gt" | "ge"
+    reset_timing: str  # "delayed" | "immediate"
+    overflow: str  # "saturate" | "wrap" | "error"
+
+    @classmethod
+    def from_node(cls, node: LIF, name: str = "lif") -> LIFParams:
+        """Parameters of an IR :class:`~qsnn_deploy.ir.nodes.LIF` node called ``name``."""
+        k = node.decay_shift
+        return cls(
+            name=name,
+            threshold=np.asarray(node.threshold.values, dtype=np.int64),
+            bias=np.asarray(node.bias.values, dtype=np.int64),
+            decay_mul=node.decay_mul,
+            decay_shift=k,
+            # 2^(k-1) is "one half" in units of 2^-k; with k = 0 there is no fraction to round.
+            round_add=(1 << (k - 1)) if node.rounding == "half_up" and k > 0 else 0,
+            input_shift=node.input_shift,
+            state=node.state,
+            reset=node.reset,
+            compare=node.compare,
+            reset_timing=node.reset_timing,
+            overflow=node.overflow,
+        )
+
+    @property
+    def input_limit(self) -> int:
+        """|A| above which the membrane leaves every state type (see the module docstring)."""
+        return 1 << (61 - self.input_shift)
+
+    @property
+    def decay_needs_split(self) -> bool:
+        """True when V * decay_mul may not fit int64 (|V| <= 2^(bits-1))."""
+        return (self.state.bits - 1) + self.decay_mul.bit_length() > 62
+
+
+class LIFState(NamedTuple):
+    """State of a batch of neurons: membrane, last spikes and a per-sample overflow count."""
+
+    v: np.ndarray  # (B, *shape) int64 membrane V[t-1]
+    s: np.ndarray  # (B, *shape) int64 0/1 spikes S[t-1]
+    overflows: np.ndarray  # (B,) int64: neuron-steps so far at which ovf acted
+
+
+def initial_state(shape: tuple[int, ...]) -> LIFState:
+    """V[-1] = 0, S[-1] = 0, no overflows, for a batch of ``shape`` = (B, *per_sample)."""
+    return LIFState(np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.zeros(shape[0], np.int64))
+
+
+def decay(v: np.ndarray, mul: int, shift: int, round_add: int, split: bool = True) -> np.ndarray:
+    """D(V) = (V * mul + round_add) >> shift with an arithmetic (flooring) shift, exact on int64.
+
+    ``split=False`` computes the product directly; it is exact only when |V| * mul + round_add
+    < 2^63 (see :attr:`LIFParams.decay_needs_split`).
+    """
+    v = np.asarray(v, dtype=np.int64)
+    if not split:
+        return (v * mul + round_add) >> shift
+    q = v >> shift  # floor(V / 2^k)
+    rem = v & ((1 << shift) - 1)  # V - q * 2^k, in [0, 2^k)
+    return q * mul + ((rem * mul + round_add) >> shift)
+
+
+def apply_overflow(u: np.ndarray, state: IntType, policy: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """ovf(u) at the ``state`` width, and a mask of where it acted.
+
+    ``u`` must hold the exact value (or, for ``wrap``, the value modulo 2^64).
+
+    Raises:
+        TargetError: policy ``error`` and some value lies outside ``state``.
+    """
+    outside = (u < state.min) | (u > state.max)
+    if policy == "saturate":
+        return np.clip(u, state.min, state.max), outside
+    if policy == "wrap":
+        return state.wrap(u), outside
+    if outside.any():
+        bad = int(u[outside].flat[0])
+        raise TargetError(
+            f"layer {name!r}: membrane value {bad} overflows the state type {state.name} "
+            f"[{state.min}, {state.max}] (overflow policy 'error')"
+        )
+    return u, outside
+
+
+def step(a: np.ndarray, state: LIFState, p: LIFParams) -> tuple[np.ndarray, LIFState]:
+    """Advance a batch of LIF neurons by one time step (see the module docstring).
+
+    Args:
+        a: integer synaptic sums A[t], shape (B, C, ...) (any integer dtype).
+        state: (V[t-1], S[t-1], overflow counts) from :func:`initial_state` or the last step.
+        p: the layer's parameters, :meth:`LIFParams.from_node`.
+
+    Returns:
+        (S[t] as int64 0/1 of the shape of ``a``, the new state).
+
+    Raises:
+        TargetError: the overflow policy is ``error`` and the membrane leaves the state type.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    chan = (1, -1) + (1,) * (a.ndim - 2)  # broadcast (C,) over (B, C, ...)
+    thr = p.threshold.reshape(chan)
+    bias = p.bias.reshape(chan)
+    v_prev, s_prev = state.v, state.s
+    if p.reset_timing == "delayed" and p.reset == "zero":
+        v_prev = v_prev * (1 - s_prev)  # the zero reset acts before the decay
+    leak = decay(v_prev, p.decay_mul, p.decay_shift, p.round_add, split=p.decay_needs_split)
+    # terms that do not involve A: all below 2^49 in magnitude
+    rest = leak + bias
+    if p.reset_timing == "delayed" and p.reset == "subtract":
+        rest = rest - s_prev * thr
+
+    lim = p.input_limit
+    a_safe = np.clip(a, -lim, lim)
+    u = rest + (a_safe << p.input_shift)  # exact: |u| < 2^61 + 2^49
+    v, outside = apply_overflow(u, p.state, p.overflow, p.name)
+    if p.overflow == "wrap" and (a_safe != a).any():
+        # int64 arithmetic is exact modulo 2^64, hence modulo 2^bits: wrap the true sum
+        v = p.state.wrap(rest + (a << p.input_shift))
+
+    s = (v > thr) if p.compare == "gt" else (v >= thr)
+    s = s.astype(np.int64)
+    if p.reset_timing == "immediate":
+        # v > thr > 0 where s = 1, so neither reset can leave the state type
+        v = v - s * thr if p.reset == "subtract" else v * (1 - s)
+    overflows = state.overflows + outside.reshape(len(outside), -1).sum(axis=1)
+    return s, LIFState(v, s, overflows)
+
+
+__all__ = ["LIFParams", "LIFState", "apply_overflow", "decay", "initial_state", "step"]
