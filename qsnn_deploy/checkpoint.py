@@ -28,7 +28,7 @@ from typing import Any
 
 from .atomic import atomic_path
 from .config import ModelConfig, TrainConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, QsnnError
 
 FORMAT = "qsnn-deploy-checkpoint"
 VERSION = 1
@@ -141,10 +141,15 @@ def load_checkpoint(
         if missing:
             raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
         tc = obj.get("train_config")
+        try:
+            model_config = ModelConfig.from_dict(obj["model_config"])
+            train_config = TrainConfig.from_dict(tc) if isinstance(tc, dict) else None
+        except (QsnnError, TypeError, ValueError) as exc:  # e.g. a non-positive threshold
+            raise CheckpointError(f"{path}: invalid config in the checkpoint: {exc}"[:400]) from None
         ckpt = Checkpoint(
-            model_config=ModelConfig.from_dict(obj["model_config"]),
+            model_config=model_config,
             state_dict=obj["state_dict"],
-            train_config=TrainConfig.from_dict(tc) if isinstance(tc, dict) else None,
+            train_config=train_config,
             preset=obj.get("preset"),
             metrics=obj.get("metrics") or {},
             train_state=obj.get("train_state"),
@@ -191,7 +196,8 @@ def build_model(ckpt: Checkpoint):
         raise CheckpointError(f"{ckpt.source or 'checkpoint'}: state_dict does not match the architecture: {'; '.join(parts)}")
     try:
         model.load_state_dict(ckpt.state_dict, strict=False)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{ckpt.source or 'checkpoint'}: {str(exc).splitlines()[0]}") from exc
+    except RuntimeError as exc:  # one line naming the layers, e.g. "size mismatch for fc.weight: ..."
+        detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise CheckpointError(f"{ckpt.source or 'checkpoint'}: {detail}"[:600]) from exc
     model.eval()
     return model

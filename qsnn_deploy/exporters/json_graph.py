@@ -155,8 +155,12 @@ def read_graph_json(path: str | os.PathLike[str]) -> tuple[Graph, TargetProfile 
             violation, unknown version, a graph the IR rejects, inconsistent golden data).
     """
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_DOCUMENT_BYTES + 1)
+        with open(path, "rb") as fh:  # in chunks: read(MAX + 1) would allocate the whole limit up front
+            chunks, size = [], 0
+            while size <= MAX_DOCUMENT_BYTES and (chunk := fh.read(1 << 20)):
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)
     except OSError as exc:
         raise GraphError(f"cannot read graph document {os.fspath(path)!r}: {exc.strerror or exc}") from None
     if len(data) > MAX_DOCUMENT_BYTES:
@@ -180,7 +184,8 @@ def _reject_constant(name: str) -> Any:
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):
-        dup = sorted({k for k, _ in pairs if sum(1 for q, _ in pairs if q == k) > 1})
+        seen: set[str] = set()
+        dup = sorted({k for k, _ in pairs if k in seen or seen.add(k)})  # linear: a big object must not hang us
         raise GraphError(f"graph document repeats the key(s) {dup[:5]}"[:300])
     return out
 

@@ -8,12 +8,14 @@ successor), which :meth:`Graph.chain` checks.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
 from ..errors import GraphError
 from .nodes import LIF, Input, Node, Output, Shape
+from .tensor import MAX_ELEMENTS
 
 MAX_NODES = 10_000
 FORMAT = "qsnn-deploy-graph"
@@ -50,6 +52,14 @@ class Graph:
         object.__setattr__(self, "nodes", MappingProxyType(dict(self.nodes)))
         object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        # adjacency lists, so graph walks are linear in the graph size (not nodes x edges)
+        succ: dict[str, list[str]] = {n: [] for n in self.nodes}
+        pred: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for a, b in edges:
+            succ[a].append(b)
+            pred[b].append(a)
+        object.__setattr__(self, "_succ", succ)
+        object.__setattr__(self, "_pred", pred)
         inputs = [n for n, v in self.nodes.items() if isinstance(v, Input)]
         outputs = [n for n, v in self.nodes.items() if isinstance(v, Output)]
         if len(inputs) != 1 or len(outputs) != 1:
@@ -62,27 +72,28 @@ class Graph:
         return dict(self.nodes) == dict(other.nodes) and self.edges == other.edges and dict(self.metadata) == dict(other.metadata)
 
     def predecessors(self, name: str) -> list[str]:
-        return [a for a, b in self.edges if b == name]
+        return list(self._pred.get(name, ()))
 
     def successors(self, name: str) -> list[str]:
-        return [b for a, b in self.edges if a == name]
+        return list(self._succ.get(name, ()))
 
     def topological_order(self) -> list[str]:
         """Node names so that every edge goes forward; raises on a cycle."""
         indegree = {n: 0 for n in self.nodes}
         for _, b in self.edges:
             indegree[b] += 1
-        ready = [n for n in self.nodes if indegree[n] == 0]
+        ready = deque(n for n in self.nodes if indegree[n] == 0)
         order: list[str] = []
         while ready:
-            n = ready.pop(0)
+            n = ready.popleft()
             order.append(n)
             for m in self.successors(n):
                 indegree[m] -= 1
                 if indegree[m] == 0:
                     ready.append(m)
         if len(order) != len(self.nodes):
-            raise GraphError(f"graph has a cycle through {sorted(n for n in self.nodes if n not in order)[:5]}")
+            done = set(order)
+            raise GraphError(f"graph has a cycle through {sorted(n for n in self.nodes if n not in done)[:5]}")
         return order
 
     def shapes(self) -> dict[str, Shape]:
@@ -95,13 +106,18 @@ class Graph:
                 if preds:
                     raise GraphError(f"Input node {name!r} has incoming edges")
                 shapes[name] = node.shape
-                continue
-            if len(preds) != 1:
+            elif len(preds) != 1:
                 raise GraphError(f"node {name!r} has {len(preds)} inputs; every non-Input node needs exactly one")
-            try:
-                shapes[name] = node.output_shape(shapes[preds[0]])
-            except GraphError as exc:
-                raise GraphError(f"node {name!r}: {exc}") from None
+            else:
+                try:
+                    shapes[name] = node.output_shape(shapes[preds[0]])
+                except GraphError as exc:
+                    raise GraphError(f"node {name!r}: {exc}") from None
+            size = 1
+            for s in shapes[name]:
+                size *= s
+            if size > MAX_ELEMENTS:  # e.g. a huge padding: nothing could simulate or export it
+                raise GraphError(f"node {name!r}: output of {size} elements per sample exceeds the limit of {MAX_ELEMENTS}"[:300])
         return shapes
 
     def chain(self) -> list[tuple[str, Node]]:
@@ -114,7 +130,7 @@ class Graph:
         if not isinstance(out[0][1], Input) or not isinstance(out[-1][1], Output):
             raise GraphError("graph is not a chain from its Input to its Output")
         for (a, _), (b, _) in zip(out, out[1:]):
-            if (a, b) not in self.edges:
+            if b not in self._succ[a]:
                 raise GraphError(f"graph is not a chain: no edge {a!r} -> {b!r}")
         return out
 

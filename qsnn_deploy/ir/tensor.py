@@ -29,6 +29,8 @@ class IntTensor:
             raise GraphError(f"integer tensor holds non-integer values (dtype {arr.dtype})")
         if arr.size > MAX_ELEMENTS:
             raise GraphError(f"tensor of {arr.size} elements exceeds the limit of {MAX_ELEMENTS}")
+        if arr.size and arr.dtype.kind == "u" and int(arr.max()) > np.iinfo(np.int64).max:
+            raise GraphError(f"tensor values up to {int(arr.max())} exceed the int64 range the IR stores")
         if not self.dtype.contains(arr):
             raise GraphError(
                 f"tensor values [{int(arr.min())}, {int(arr.max())}] exceed {self.dtype.name} [{self.dtype.min}, {self.dtype.max}]"
@@ -78,4 +80,6 @@ class IntTensor:
         dtype = IntType.parse(data["dtype"])
         if values and (min(values) < dtype.min or max(values) > dtype.max):
             raise GraphError(f"tensor values exceed {dtype.name} [{dtype.min}, {dtype.max}]")
+        if values and max(values) > np.iinfo(np.int64).max:  # UINT64 values the int64 storage cannot hold
+            raise GraphError(f"tensor values up to {max(values)} exceed the int64 range the IR stores")
         return cls(np.array(values, dtype=np.int64).reshape(shape), dtype)

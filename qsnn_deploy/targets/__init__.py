@@ -44,8 +44,11 @@ class TargetProfile:
                 raise TargetError(f"target {self.name}: {fname} must be one of {allowed}, got {getattr(self, fname)!r}")
         if not self.state.signed or self.state.bits > 48:
             raise TargetError(f"target {self.name}: state must be a signed type of at most 48 bits")
-        if not 0 <= self.decay_shift <= 30:
-            raise TargetError(f"target {self.name}: decay_shift must be 0..30")
+        if type(self.decay_shift) is not int or not 0 <= self.decay_shift <= 30:
+            raise TargetError(f"target {self.name}: decay_shift must be an integer 0..30, got {self.decay_shift!r}")
+        if not isinstance(self.limits, dict) or not all(
+                isinstance(k, str) and type(v) is int and v >= 0 for k, v in self.limits.items()):
+            raise TargetError(f"target {self.name}: limits must map names to non-negative integers, got {self.limits!r}"[:300])
 
     def with_changes(self, **changes: Any) -> TargetProfile:
         """A copy with some fields changed (e.g. a wider state for experiments)."""
@@ -91,7 +94,10 @@ def load_target(name_or_path: str | Path) -> TargetProfile:
     text: str
     candidate = Path(name_or_path)
     if candidate.suffix == ".json" and candidate.is_file():
-        text = candidate.read_text(encoding="utf-8")
+        try:
+            text = candidate.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise TargetError(f"target profile {name_or_path}: cannot read it as UTF-8 text ({exc})"[:300]) from None
     else:
         res = resources.files(__package__) / f"{name_or_path}.json"
         if not res.is_file():
