@@ -178,21 +178,13 @@ def _run_qonnx_steps(model, x: np.ndarray, static: bool) -> tuple[np.ndarray, di
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
 
+    from qsnn_deploy.exporters._onnx_time import drive_step_model
+
     wrapper = ModelWrapper(model)
     contract = json.loads({p.key: p.value for p in wrapper.model.metadata_props}["qsnn_deploy"])
-    feeds = {st[k]: np.zeros((x.shape[0], *st["shape"])) for st in contract["state"] for k in ("v_in", "s_in") if st[k]}
-    record: dict[str, list[np.ndarray]] = {st["lif"]: [] for st in contract["state"]}
-    counts = None
-    for t in range(T):
-        feeds["x"] = (x if static else x[:, t]).astype(np.float32)
-        res = execute_onnx(wrapper, feeds)
-        for st in contract["state"]:
-            feeds[st["v_in"]] = res[st["v_out"]]
-            if st["s_in"]:
-                feeds[st["s_in"]] = res[st["s_out"]]
-            record[st["lif"]].append(res[st["s_out"]].astype(np.uint8))
-        counts = res["out_spikes"] if counts is None else counts + res["out_spikes"]
-    return np.asarray(counts).astype(np.int64), {k: np.stack(v) for k, v in record.items()}
+    if (contract["encoding"] == "static") != static:
+        raise AssertionError("encoding mismatch")
+    return drive_step_model(lambda feeds: execute_onnx(wrapper, feeds), contract, x, T, x_dtype=np.float32)
 
 
 def test_qonnx_execution_gives_the_simulator_bits_every_time() -> None:

@@ -226,3 +226,27 @@ def build_unrolled(b: Builder, chain: list[tuple[str, Any]], x: str, static: boo
         if flags[name]:
             worst = b.op("Max", flags[name], [], hint=f"{name}_ovf_any") if len(flags[name]) > 1 else flags[name][0]
             _identity_out(b, worst, state_names(name)["overflow"], [])
+
+
+def drive_step_model(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], contract: dict[str, Any],
+                     x: np.ndarray, timesteps: int, x_dtype: Any = np.float64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Run a one-step model for ``timesteps`` calls from a zero state, feeding its state back.
+
+    ``run`` maps input feeds to named outputs (onnxruntime, qonnx's ``execute_onnx``, ...).
+    Returns (spike counts (B, n_out), {lif: spikes (T, B, ...)}).
+    """
+    static = contract["encoding"] == "static"
+    feeds = {st[k]: np.zeros((x.shape[0], *st["shape"]), dtype=np.float64)
+             for st in contract["state"] for k in ("v_in", "s_in") if st[k]}
+    record: dict[str, list[np.ndarray]] = {st["lif"]: [] for st in contract["state"]}
+    counts = None
+    for t in range(timesteps):
+        feeds["x"] = np.asarray(x if static else x[:, t], dtype=x_dtype)
+        res = run(feeds)
+        for st in contract["state"]:
+            feeds[st["v_in"]] = res[st["v_out"]]
+            if st["s_in"]:
+                feeds[st["s_in"]] = res[st["s_out"]]
+            record[st["lif"]].append(res[st["s_out"]].astype(np.uint8))
+        counts = res["out_spikes"] if counts is None else counts + res["out_spikes"]
+    return np.asarray(counts).astype(np.int64), {k: np.stack(v) for k, v in record.items()}

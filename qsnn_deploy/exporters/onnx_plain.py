@@ -36,7 +36,7 @@ from ..errors import ExportError
 from ..ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
 from ._onnx_common import (EXACT_F64, OPSET, Builder, chain_of, check_exact, conv_gather_indices, pool_gather_indices,
                            state_names)
-from ._onnx_time import Lowering, build_step, build_unrolled, spike_compare
+from ._onnx_time import Lowering, build_step, build_unrolled, drive_step_model, spike_compare
 
 BATCH = "batch"
 MAX_UNROLL = 1024
@@ -155,23 +155,5 @@ def run_onnx(model: onnx.ModelProto | str | os.PathLike[str], x: np.ndarray, tim
         res = dict(zip(names, sess.run(None, {"x": xf})))
         spikes = {lif: res[out].astype(np.uint8) for lif, out in contract["outputs"]["spikes"].items()}
         return res["counts"].astype(np.int64), spikes
-    static = contract["encoding"] == "static"
-    batch = xf.shape[0]
-    feeds: dict[str, np.ndarray] = {}
-    for st in contract["state"]:
-        zeros = np.zeros((batch, *st["shape"]), dtype=np.float64)
-        feeds[st["v_in"]] = zeros
-        if st["s_in"]:
-            feeds[st["s_in"]] = zeros
     out_names = [o.name for o in sess.get_outputs()]
-    counts = None
-    record: dict[str, list[np.ndarray]] = {st["lif"]: [] for st in contract["state"]}
-    for t in range(timesteps):
-        res = dict(zip(out_names, sess.run(None, {"x": xf if static else xf[:, t], **feeds})))
-        for st in contract["state"]:
-            feeds[st["v_in"]] = res[st["v_out"]]
-            if st["s_in"]:
-                feeds[st["s_in"]] = res[st["s_out"]]
-            record[st["lif"]].append(res[st["s_out"]].astype(np.uint8))
-        counts = res["out_spikes"] if counts is None else counts + res["out_spikes"]
-    return np.asarray(counts).astype(np.int64), {k: np.stack(v) for k, v in record.items()}
+    return drive_step_model(lambda feeds: dict(zip(out_names, sess.run(None, feeds))), contract, xf, timesteps)
