@@ -18,6 +18,15 @@ def write_json(path: str | Path, doc: dict[str, Any]) -> Path:
     return write_text_atomic(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
 
 
+def _console():
+    import sys
+
+    from rich.console import Console
+
+    # piped output (logs, CI) gets a fixed width wide enough for the tables, not rich's 80
+    return Console() if sys.stdout.isatty() else Console(width=132)
+
+
 def _fmt_int(v: int) -> str:
     return f"{int(v):,}"
 
@@ -54,7 +63,6 @@ def simulation_json(report: Any, dep: Any) -> dict[str, Any]:
 
 
 def print_simulation(doc: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{doc['target']}: {doc['samples']:,} samples x {doc['timesteps']} steps")
@@ -66,13 +74,12 @@ def print_simulation(doc: dict[str, Any]) -> None:
     t = doc["totals"]
     table.add_row("total", "", _fmt_int(t["spikes"]), "", _fmt_int(t["synops"]), _fmt_int(t["dense_macs"]),
                   f"{t['memory_bytes'] / 1024:.1f} KiB", _fmt_int(t["saturations"]), style="bold")
-    console = Console()
+    console = _console()
     console.print(table)
     console.print(f"accuracy {doc['accuracy']:.2%}   SynOps per sample {t['synops_per_sample']:,.0f}")
 
 
 def print_parity(doc: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"parity on {doc['target']}: {doc['samples']:,} samples x {doc['timesteps']} steps")
@@ -81,7 +88,7 @@ def print_parity(doc: dict[str, Any]) -> None:
     for l in doc["layers"]:
         table.add_row(l["name"], _fmt_int(l["neurons"]), _fmt_int(l["spikes_float"]), _fmt_int(l["spikes_int"]),
                       f"{l['spike_agreement']:.4%}", _fmt_int(l["saturations"]))
-    console = Console()
+    console = _console()
     console.print(table)
     first = doc["first_divergence"]
     where = f"step {first['step']} in {first['layer']} ({first['samples_diverged']:,} samples diverge somewhere)" if first else "none"
