@@ -25,11 +25,11 @@ def main() -> None:
     parser.add_argument("--data", default="fmnist", help="fmnist (real images if installed) or synthetic")
     args = parser.parse_args()
 
-    from qsnn_deploy.perf import ALLOCATOR_ENV, reexec_with_allocator_env
+    from qsnn_deploy.perf import ALLOCATOR_ENV
 
+    # the same allocator setting the CLI runs with, for both trainers (see qsnn_deploy/perf.py)
     if not all(os.environ.get(k) == v for k, v in ALLOCATOR_ENV.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR_ENV})
-    del reexec_with_allocator_env
 
     import numpy as np
     import snntorch.functional as SF

@@ -23,15 +23,13 @@ class LayerParity:
     spikes_int: int = 0
     equal_neuron_steps: int = 0
     neuron_steps: int = 0
-    synops: int = 0
-    memory_bits: int = 0
-    saturations: int = 0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, stats: Any) -> dict[str, Any]:
+        """This layer's comparison, with the integer run's ``LayerStats`` (SynOps, memory, saturations)."""
         return {
             "name": self.name, "neurons": self.neurons, "spikes_float": self.spikes_float, "spikes_int": self.spikes_int,
-            "spike_agreement": self.equal_neuron_steps / max(self.neuron_steps, 1), "synops": self.synops,
-            "memory_bits": self.memory_bits, "saturations": self.saturations,
+            "spike_agreement": self.equal_neuron_steps / max(self.neuron_steps, 1), "synops": int(stats.synops),
+            "memory_bits": int(stats.memory_bits), "saturations": int(stats.saturations),
         }
 
 
@@ -59,6 +57,7 @@ class ParityReport:
         return self.int_correct / max(self.samples, 1)
 
     def to_json(self) -> dict[str, Any]:
+        layers = [lp.to_json(stats) for lp, stats in zip(self.layers, self.simulation.layers)]
         first = None
         if self.first_divergence is not None:
             step, layer = self.first_divergence
@@ -70,10 +69,10 @@ class ParityReport:
             "prediction_agreement": self.agree / max(self.samples, 1),
             "identical_output_share": self.identical_outputs / max(self.samples, 1),
             "first_divergence": first,
-            "layers": [lp.to_json() for lp in self.layers],
-            "totals": {"spikes_float": sum(lp.spikes_float for lp in self.layers), "spikes_int": sum(lp.spikes_int for lp in self.layers),
-                       "synops": sum(lp.synops for lp in self.layers),
-                       "memory_bytes": math.ceil(sum(lp.memory_bits for lp in self.layers) / 8)},
+            "layers": layers,
+            "totals": {"spikes_float": sum(lp["spikes_float"] for lp in layers), "spikes_int": sum(lp["spikes_int"] for lp in layers),
+                       "synops": sum(lp["synops"] for lp in layers),
+                       "memory_bytes": math.ceil(sum(lp["memory_bits"] for lp in layers) / 8)},
         }
 
 
@@ -134,8 +133,6 @@ def run_parity(model: Any, graph: Any, x: np.ndarray, y: np.ndarray, *, target: 
         sim_layers = sim.layers if sim_layers is None else [a.merged(b) for a, b in zip(sim_layers, sim.layers)]
         predictions.append(sim.predictions)
         counts.append(sim.counts)
-    for lp, stats in zip(report.layers, sim_layers or []):
-        lp.synops, lp.saturations, lp.memory_bits = int(stats.synops), int(stats.saturations), int(stats.memory_bits)
     report.simulation = SplitReport(samples=report.samples, correct=report.int_correct, timesteps=timesteps,
                                     layers=sim_layers or [], predictions=np.concatenate(predictions),
                                     counts=np.concatenate(counts))

@@ -158,7 +158,6 @@ def train(
             train_state = {**state, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
         save_checkpoint(Checkpoint(model_cfg, model_state(model), train_cfg, preset, metrics, train_state), path)
 
-    log_lines = []
     stopped_early = state["bad_epochs"] >= train_cfg.patience
     epoch_bar = tqdm(range(state["epoch"] + 1, train_cfg.epochs + 1), desc="epochs", disable=not progress, position=0)
     for epoch in epoch_bar:
@@ -223,7 +222,6 @@ def train(
         plot_run(out, state["iter_loss"], state["iter_lr"], history)
         line = (f"epoch {epoch}: loss {train_loss:.4f} train {row['train_acc']:.4f} val {val_acc:.4f} test {test_acc:.4f} "
                 f"lr {row['lr_end']:.3g} {seconds:.0f}s best@{state['best_epoch']} ({state['test_acc_at_best']:.4f})")
-        log_lines.append(line)
         with open(out / "train.log", "a", encoding="utf-8") as fh:  # append-only log; a torn last line is harmless
             fh.write(line + "\n")
         epoch_bar.set_postfix(val=f"{val_acc:.4f}", best=f"{state['best_val_acc']:.4f}@{state['best_epoch']}")

@@ -13,7 +13,6 @@ full simulation.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 

@@ -250,3 +250,14 @@ def drive_step_model(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray
             record[st["lif"]].append(res[st["s_out"]].astype(np.uint8))
         counts = res["out_spikes"] if counts is None else counts + res["out_spikes"]
     return np.asarray(counts).astype(np.int64), {k: np.stack(v) for k, v in record.items()}
+
+
+def build_body(b: Builder, chain: list[tuple[str, Any]], x: str, static: bool, timesteps: int | None, low: Lowering,
+               unroll: bool, contract: dict[str, Any]) -> None:
+    """Build the step or unrolled body and record its state and outputs in ``contract``."""
+    if unroll:
+        build_unrolled(b, chain, x, static, timesteps or 1, low)
+        contract["outputs"] = {"counts": "counts", "spikes": {n: state_names(n)["spikes"] for n, v in chain if isinstance(v, LIF)}}
+    else:
+        contract["state"] = build_step(b, chain, x, low)
+        contract["outputs"] = {"spikes": "out_spikes"}

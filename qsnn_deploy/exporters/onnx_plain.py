@@ -33,10 +33,9 @@ from onnx import TensorProto
 
 from ..atomic import write_bytes_atomic
 from ..errors import ExportError
-from ..ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
-from ._onnx_common import (EXACT_F64, OPSET, Builder, chain_of, check_exact, conv_gather_indices, pool_gather_indices,
-                           state_names)
-from ._onnx_time import Lowering, build_step, build_unrolled, drive_step_model, spike_compare
+from ..ir import Conv2d, Flatten, Graph, Input, Linear, SumPool2d
+from ._onnx_common import (EXACT_F64, OPSET, Builder, chain_of, check_exact, conv_gather_indices, pool_gather_indices)
+from ._onnx_time import Lowering, build_body, drive_step_model, spike_compare
 
 BATCH = "batch"
 MAX_UNROLL = 1024
@@ -110,12 +109,7 @@ def to_onnx(graph: Graph, *, timesteps: int | None = None, unroll: bool = False)
         "encoding": inp.encoding, "input_dtype": inp.dtype.name, "carrier": "float64", "batch_dim": BATCH, "state": [],
     }
     lowering = Lowering(synapse=_synapse, spike=spike_compare, batch=BATCH, synapse_elem=F64)
-    if unroll:
-        build_unrolled(b, chain, x, static, timesteps or 1, lowering)
-        contract["outputs"] = {"counts": "counts", "spikes": {n: state_names(n)["spikes"] for n, v in chain if isinstance(v, LIF)}}
-    else:
-        contract["state"] = build_step(b, chain, x, lowering)
-        contract["outputs"] = {"spikes": "out_spikes"}
+    build_body(b, chain, x, static, timesteps, lowering, unroll, contract)
     doc = f"qsnn-deploy integer SNN ({contract['mode']}); float64 tensors carry exact integers"
     return b.model("qsnn_deploy", doc, contract, [("", OPSET)])
 

@@ -36,8 +36,8 @@ from onnx import TensorProto
 from ..atomic import write_bytes_atomic
 from ..errors import ExportError
 from ..ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
-from ._onnx_common import EXACT_F32, EXACT_F64, OPSET, Builder, Dim, chain_of, check_exact, magnitudes, state_names
-from ._onnx_time import Lowering, build_step, build_unrolled
+from ._onnx_common import EXACT_F32, EXACT_F64, OPSET, Builder, Dim, chain_of, check_exact, magnitudes
+from ._onnx_time import Lowering, build_body
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 F32 = TensorProto.FLOAT
@@ -140,12 +140,7 @@ def to_qonnx(graph: Graph, *, timesteps: int | None = None, unroll: bool = False
         "encoding": inp.encoding, "input_dtype": inp.dtype.name, "carrier": "float32 synapses, float64 LIF",
         "batch": batch, "state": [],
     }
-    if unroll:
-        build_unrolled(b, chain, x, static, timesteps or 1, lowering)
-        contract["outputs"] = {"counts": "counts", "spikes": {n: state_names(n)["spikes"] for n, v in chain if isinstance(v, LIF)}}
-    else:
-        contract["state"] = build_step(b, chain, x, lowering)
-        contract["outputs"] = {"spikes": "out_spikes"}
+    build_body(b, chain, x, static, timesteps, lowering, unroll, contract)
     doc = f"qsnn-deploy integer SNN for qonnx ({contract['mode']}, batch {batch})"
     return b.model("qsnn_deploy_qonnx", doc, contract, [("", OPSET), (QONNX_DOMAIN, 1)])
 

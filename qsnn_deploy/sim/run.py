@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import IntType
 from ..errors import GraphError, QsnnError, TargetError
 from ..ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
 from ..targets import TargetProfile
