@@ -27,7 +27,7 @@ def main() -> None:
     for (name, lif), meta in zip(graph.lif_layers(), graph.metadata["layers"]):
         theta = lif.threshold.values.astype(float)
         scale = 2.0 ** lif.input_shift
-        rel = 0.5 / theta.min()  # round-to-nearest: at most half an LSB on the smallest threshold
+        rel = 1.5 / theta.min()  # B rounds by <= 1/2 LSB and Theta - B floors by < 1 LSB (freeze.py)
         print(f"{name:6s} {lif.input_shift:3d} {lif.decay_mul:7d} {abs(meta['beta'] - lif.decay):13.2e} "
               f"{int(theta.min()):>10d}..{int(theta.max()):<10d} {rel:19.2e} {0.5 / scale:25.3g}")
 

@@ -77,8 +77,10 @@ def _fraction_bits(a: np.ndarray, b: np.ndarray, theta: float, beta: float, a_ma
 
 def _lif_node(name: str, a: np.ndarray, b: np.ndarray, theta: float, beta: float, frac: int, target: TargetProfile) -> LIF:
     scale = 2.0**frac
-    thresholds = np.rint(theta / a * scale).astype(np.int64)
     biases = np.rint(b / a * scale).astype(np.int64)
+    # Theta - B = floor((theta - b) / a * 2^F) makes the first decision exact: with V = A 2^F + B,
+    # V > Theta  <=>  A 2^F > floor(x)  <=>  A 2^F > x  for integer A and real x = (theta - b) 2^F / a.
+    thresholds = biases + np.floor((theta - b) / a * scale).astype(np.int64)
     if (thresholds < 1).any():
         raise TargetError(f"layer {name!r}: a threshold rounds below 1 at {frac} fraction bits (weight/BN scale too large)")
     for what, vals in (("threshold", thresholds), ("bias", biases)):
