@@ -124,7 +124,6 @@ def train(
         limit_test = prev.train_state.get("limit_test", limit_test)
     elif last_path.exists() and not force:
         raise OutputExistsError(f"{out} already holds a run (last.pt); use --resume to continue it or --force to start over")
-    out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(train_cfg.seed)
     full_train = load_split(train_cfg.dataset, "train", data_dir=data_dir, timesteps=model_cfg.timesteps, limit=limit_train, seed=train_cfg.seed)
@@ -133,6 +132,7 @@ def train(
     if full_train.num_classes != model_cfg.num_classes:
         raise QsnnError(f"data set {train_cfg.dataset} has {full_train.num_classes} classes, the model {model_cfg.num_classes}")
 
+    out.mkdir(parents=True, exist_ok=True)  # only once the data loaded: a failed start leaves no empty run folder
     model = QSNN(model_cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, betas=train_cfg.adam_betas)
     loss_fn = SF.mse_count_loss(correct_rate=train_cfg.correct_rate, incorrect_rate=train_cfg.incorrect_rate)

@@ -152,3 +152,20 @@ def test_wrong_architecture_is_named(tmp_path):
     path = save_checkpoint(ckpt, tmp_path / "m.pt")
     with pytest.raises(CheckpointError, match="convs.1.weight"):
         build_model(load_checkpoint(path))
+
+
+def test_failed_start_leaves_no_run_folder(runner, tmp_path):
+    out = tmp_path / "run"
+    res = runner.invoke(cli, ["train", "--out", str(out), "--data", "fmnist", "--data-dir", str(tmp_path / "nowhere"), "--quiet"])
+    assert res.exit_code == 4 and "nowhere" in res.output
+    assert not out.exists()
+
+
+def test_graph_json_errors_name_the_file(tmp_path):
+    from qsnn_deploy.errors import GraphError
+    from qsnn_deploy.exporters.json_graph import read_graph_json
+
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"format": "qsnn-deploy-graph", "version": 1}')
+    with pytest.raises(GraphError, match=r"broken\.json: "):
+        read_graph_json(bad)

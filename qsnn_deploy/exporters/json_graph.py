@@ -152,8 +152,16 @@ def read_graph_json(path: str | os.PathLike[str]) -> tuple[Graph, TargetProfile 
 
     Raises:
         GraphError: for any unreadable or malformed document (not JSON, too large, schema
-            violation, unknown version, a graph the IR rejects, inconsistent golden data).
+            violation, unknown version, a graph the IR rejects, inconsistent golden data);
+            the message starts with the file's path.
     """
+    try:
+        return _read_graph_json(path)
+    except GraphError as exc:
+        raise GraphError(f"{os.fspath(path)}: {exc}") from None
+
+
+def _read_graph_json(path: str | os.PathLike[str]) -> tuple[Graph, TargetProfile | None, dict[str, Any]]:
     try:
         with open(path, "rb") as fh:  # in chunks: read(MAX + 1) would allocate the whole limit up front
             chunks, size = [], 0
@@ -162,7 +170,7 @@ def read_graph_json(path: str | os.PathLike[str]) -> tuple[Graph, TargetProfile 
                 size += len(chunk)
             data = b"".join(chunks)
     except OSError as exc:
-        raise GraphError(f"cannot read graph document {os.fspath(path)!r}: {exc.strerror or exc}") from None
+        raise GraphError(f"cannot read graph document: {exc.strerror or exc}") from None
     if len(data) > MAX_DOCUMENT_BYTES:
         raise GraphError(f"graph document is larger than the limit of {MAX_DOCUMENT_BYTES} bytes")
     try:
