@@ -58,7 +58,7 @@ def main() -> None:
     from qsnn_deploy.config import ModelConfig
     from qsnn_deploy.data import load_split
     from qsnn_deploy.errors import DataError
-    from qsnn_deploy.sim import fast, simulate
+    from qsnn_deploy.sim import fast_plan, simulate
 
     steps = args.timesteps
     if args.checkpoint:
@@ -113,7 +113,7 @@ def main() -> None:
 
     # dense-BLAS bound: the fast backend's own torch/BLAS calls on the same shapes, nothing else
     batch = min(args.batch_size, len(x))
-    blas_time, macs = _blas_bound(fast._plan(graph), x[:batch], steps)
+    blas_time, macs = _blas_bound(fast_plan._plan(graph), x[:batch], steps)
     per_batch = t_all * batch / len(x)
     print(f"    dense-BLAS bound: {batch / blas_time:.1f} samples/s ({macs / batch / 1e6:.1f} M dense MACs per sample at "
           f"{macs / blas_time / 1e9:.1f} GMAC/s); the fast backend runs at {blas_time / per_batch:.0%} of it")

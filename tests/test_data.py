@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qsnn_deploy import data
+from qsnn_deploy import data, data_dvs
 from qsnn_deploy.data import Split, iterate_batches, load_split, read_idx, train_val_split
 from qsnn_deploy.errors import DataError
 
@@ -242,7 +242,7 @@ def test_dvs_cache(tmp_path: Path, no_network: None, monkeypatch: pytest.MonkeyP
         raise AssertionError("framed again despite a valid cache")
 
     with monkeypatch.context() as m:
-        m.setattr(data, "_frame_sample", fail)
+        m.setattr(data_dvs, "_frame_sample", fail)
         again = load_split("dvs", "train", data_dir=tmp_path, timesteps=DVS_T)
         cached_limited = load_split("dvs", "train", data_dir=tmp_path, timesteps=DVS_T, limit=2, seed=1)
     np.testing.assert_array_equal(again.x, full.x)

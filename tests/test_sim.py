@@ -25,7 +25,7 @@ from qsnn_deploy.dtypes import IntType  # noqa: E402
 from qsnn_deploy.errors import GraphError, QsnnError, TargetError  # noqa: E402
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d  # noqa: E402
 from qsnn_deploy.sim import LayerStats, simulate, simulate_split  # noqa: E402
-from qsnn_deploy.sim import fast  # noqa: E402
+from qsnn_deploy.sim import fast, fast_plan  # noqa: E402
 from qsnn_deploy.targets import load_target  # noqa: E402
 
 INT4N = IntType(4, signed=True, narrow=True)
@@ -202,7 +202,7 @@ def test_fast_equals_reference_on_random_graphs(options, seed, batch, steps):
 @pytest.mark.parametrize("compare", ["gt", "ge"])
 def test_fast_equals_reference_for_every_lif_variant(reset_timing, reset, compare):
     g = make_graph(21, False, reset_timing=reset_timing, reset=reset, compare=compare, rounding="floor", state_bits=12)
-    assert all(seg.float_lif for seg in fast._plan(g))  # the float64 kernel, not the NumPy fallback
+    assert all(seg.float_lif for seg in fast_plan._plan(g))  # the float64 kernel, not the NumPy fallback
     ref, _ = both(g, random_input(g, 3, 5, T), T)
     assert all(layer.spikes > 0 for layer in ref.layers)
 
@@ -243,7 +243,7 @@ def fmnist_like(seed: int) -> Graph:
 @needs_fast
 def test_fmnist_architecture_fast_equals_reference():
     g = fmnist_like(0)
-    plan = fast._plan(g)
+    plan = fast_plan._plan(g)
     # pool folded into a 6x6 stride-2 kernel, float32 proven exact, dense columns permuted to NHWC
     assert [s.dtype for s in plan] == ["float32"] * 3
     assert plan[0].static and tuple(plan[0].stages[0].weight.shape) == (16, 1, 6, 6) and plan[0].stages[0].stride == (2, 2)
@@ -262,7 +262,7 @@ def test_float64_path_for_wide_inputs():
         ("conv", Conv2d(weight=weights(rng, (3, 2, 5, 5)), padding=(2, 2))), ("pool", SumPool2d(kernel=(2, 2), stride=(2, 2))),
         ("lif", lif_node(3, 2_000_000, state=IntType(32))), ("output", Output()),
     ])
-    assert fast._plan(g)[0].dtype == "float64"
+    assert fast_plan._plan(g)[0].dtype == "float64"
     x = rng.integers(0, 2**16, size=(3, 6, 2, 10, 10))
     ref, _ = both(g, x, 6)
     assert ref.layers[0].spikes > 0
@@ -277,11 +277,11 @@ def test_float32_not_trusted_when_torch_may_narrow_it():
     before = torch.get_float32_matmul_precision()
     try:
         torch.set_float32_matmul_precision("medium")  # would allow bf16/tf32 products
-        assert {seg.dtype for seg in fast._cached_plan(g)} == {"float64"}
+        assert {seg.dtype for seg in fast_plan._cached_plan(g)} == {"float64"}
         both(g, x, T)
     finally:
         torch.set_float32_matmul_precision(before)
-    assert {seg.dtype for seg in fast._cached_plan(g)} == {"float32"}
+    assert {seg.dtype for seg in fast_plan._cached_plan(g)} == {"float32"}
 
 
 @needs_fast
@@ -295,7 +295,7 @@ def test_int64_path_at_the_edges_of_int64(overflow):
                     decay_mul=2**30 - 1, decay_shift=30, input_shift=30, state=IntType(48), overflow=overflow)),
         ("output", Output()),
     ])
-    assert fast._plan(g)[0].dtype == "int64"
+    assert fast_plan._plan(g)[0].dtype == "int64"
     t = IntType(62)
     x = np.random.default_rng(3).choice([t.min, t.max, 0, 1, -1, 2**20, -(2**33), 12345], size=(2, 12, 4))
     ref, _ = both(g, x, 12)
