@@ -107,7 +107,9 @@ class TrainConfig:
     weight_clip: bool = True
     correct_rate: float = 0.8
     incorrect_rate: float = 0.2
-    patience: int = 30
+    #: epochs without a better validation accuracy before stopping; the reference code
+    #: (jeshraghian/QSNNs, */run.py) waits 100, i.e. five full cosine cycles
+    patience: int = 100
     val_fraction: float = 0.1
     seed: int = 0
 

@@ -134,17 +134,18 @@ class QSNN(nn.Module):
         if self.bns is None:
             return cur
         bn = self.bns[i]
-        momentum = bn.momentum if bn.momentum is not None else 0.1
 
-        def norm(v: torch.Tensor, track: bool) -> torch.Tensor:
-            stats = (bn.running_mean, bn.running_var) if (track or not self.training) else (None, None)
-            return F.batch_norm(v, *stats, bn.weight, bn.bias, self.training, momentum, bn.eps)
+        def next_momentum() -> float:
+            # counts one running-stat update; momentum None is nn.BatchNorm's cumulative average
+            bn.num_batches_tracked.add_(1)
+            return bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+
+        def norm(v: torch.Tensor, momentum: float) -> torch.Tensor:
+            return F.batch_norm(v, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, momentum, bn.eps)
 
         if not self.training:
             flat = cur.flatten(0, 1) if cur.dim() == 5 else cur
-            return norm(flat, False).view_as(cur)
-        with torch.no_grad():
-            bn.num_batches_tracked.add_(repeats)
+            return F.batch_norm(flat, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps).view_as(cur)
         if cur.dim() == 4:
             with torch.no_grad():
                 # T-1 of the T steps see the same batch: apply their identical running-stat
@@ -152,10 +153,11 @@ class QSNN(nn.Module):
                 # They go first because autograd forbids changing the buffers after the call.
                 var, mean = torch.var_mean(cur, dim=(0, 2, 3), unbiased=True)
                 for _ in range(repeats - 1):
+                    momentum = next_momentum()
                     bn.running_mean.mul_(1.0 - momentum).add_(mean * momentum)
                     bn.running_var.mul_(1.0 - momentum).add_(var * momentum)
-            return norm(cur, True)
-        return torch.stack([norm(c, True) for c in cur])
+            return norm(cur, next_momentum())
+        return torch.stack([norm(c, next_momentum()) for c in cur])
 
     def _lif(self, i: int, cur: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         lif = self.lifs[i]

@@ -41,12 +41,14 @@ def _clone(model: QSNN) -> QSNN:
     return twin
 
 
-@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("training,momentum", [(False, 0.1), (True, 0.1), (True, None)])
 @pytest.mark.parametrize("batch_norm", [True, False])
-def test_fast_forward_equals_per_step_loop(training, batch_norm):
+def test_fast_forward_equals_per_step_loop(training, momentum, batch_norm):
     cfg = ModelConfig(timesteps=25, dropout=0.0, threshold=0.6, batch_norm=batch_norm)
     model = _dyadic_model(cfg, seed=1).train(training)
     twin = _clone(model)
+    for bn in [*(model.bns or []), *(twin.bns or [])]:
+        bn.momentum = momentum  # None: cumulative average (precise BN statistics)
     x = torch.randint(0, 256, (6, 1, 28, 28))
     ref = model.forward_reference(x, record=True)
     fast = twin.forward(x, record=True)
@@ -60,6 +62,8 @@ def test_fast_forward_equals_per_step_loop(training, batch_norm):
     for (name, a), (_, b) in zip(model.named_buffers(), twin.named_buffers()):
         if "running" in name:
             torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7, msg=name)
+        if "num_batches_tracked" in name:
+            assert torch.equal(a, b), name
             assert not torch.equal(a, torch.zeros_like(a)) or "mean" not in name
 
 
