@@ -56,20 +56,41 @@ def cli() -> None:
 @data_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--force", is_flag=True, help="Start over even if --out holds a run.")
+@click.option("--finetune", "finetune_from", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Fine-tune this trained checkpoint with the target's integer LIF arithmetic in the forward pass.")
+@click.option("--target", default=None, help="Target of --finetune (name or JSON file).  [default: int4-core]")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience, weight_bits, limit_train, limit_test, seed,
-          data, data_dir, resume, force, quiet) -> None:
-    """Train a QSNN with the paper's QAT recipe (resumable)."""
+          data, data_dir, resume, force, finetune_from, target, quiet) -> None:
+    """Train a QSNN with the paper's QAT recipe (resumable), or fine-tune one for a target.
+
+    With --finetune MODEL the run starts from MODEL and trains through the target's integer
+    neuron arithmetic (straight-through gradients), so the model trained is the one deployed;
+    it defaults to 3 epochs at a tenth of the recipe's learning rate, constant.
+    """
     from .config import get_preset, override
     from .train import train as run_train
 
     p = get_preset(preset)
     if timesteps is not None and timesteps < 1:
         raise click.BadParameter("must be >= 1", param_hint="--timesteps")
-    model_cfg = override(p.model, timesteps=timesteps, weight_bits=weight_bits)
-    train_cfg = override(p.train, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, patience=patience, seed=seed, dataset=data)
-    result = run_train(model_cfg, train_cfg, out_dir, preset=p.name, data_dir=data_dir, limit_train=limit_train,
-                       limit_test=limit_test, resume=resume, force=force, progress=not quiet)
+    if target is not None and finetune_from is None:
+        raise click.BadParameter("--target is the target of --finetune; pass --finetune MODEL too", param_hint="--target")
+    model_cfg, base_train, preset_name, init_from = p.model, p.train, p.name, None
+    if finetune_from is not None:
+        from .checkpoint import load_checkpoint
+
+        init_from = load_checkpoint(finetune_from)
+        model_cfg, preset_name = init_from.model_config, init_from.preset or p.name
+        base_train = init_from.train_config or p.train
+        epochs = 3 if epochs is None else epochs
+        lr = base_train.lr / 10 if lr is None else lr
+        schedule = schedule or "none"
+        target = target or "int4-core"
+    model_cfg = override(model_cfg, timesteps=timesteps, weight_bits=weight_bits)
+    train_cfg = override(base_train, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, patience=patience, seed=seed, dataset=data)
+    result = run_train(model_cfg, train_cfg, out_dir, preset=preset_name, data_dir=data_dir, limit_train=limit_train,
+                       limit_test=limit_test, resume=resume, force=force, progress=not quiet, init_from=init_from, target=target)
     click.echo(f"best validation accuracy {result.best_val_acc:.4f} at epoch {result.best_epoch}; "
                f"test accuracy there {result.test_acc_at_best:.4f}; model: {result.out_dir / 'best.pt'}")
 

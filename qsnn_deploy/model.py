@@ -22,6 +22,7 @@ Inputs are raw integers (pixels 0..255, event counts); the model multiplies them
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -80,6 +81,8 @@ class QSNN(nn.Module):
         self.fc = _make_linear(config, config.dense_in, config.num_classes)
         self.dropout = nn.Dropout(config.dropout)
         self.lifs = nn.ModuleList(_make_leaky(config) for _ in range(len(config.conv_channels) + 1))
+        # qsnn_deploy.finetune.TargetArithmetic: run the LIF layers as a target core does (None: float)
+        self.target_arithmetic: Any = None
 
     # -- parameters as the forward passes see them ------------------------------------
     def layer_weight(self, layer: nn.Module) -> torch.Tensor:
@@ -161,6 +164,8 @@ class QSNN(nn.Module):
 
     def _lif(self, i: int, cur: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         lif = self.lifs[i]
+        if self.target_arithmetic is not None:
+            return self.target_arithmetic.lif(i, cur, lif.beta, lif.threshold, self.config.slope, steps)
         return lif_sequence(cur, lif.beta, lif.threshold, self.config.slope, steps)
 
     def forward(self, x: torch.Tensor, record: bool = False):
@@ -168,9 +173,13 @@ class QSNN(nn.Module):
 
         ``x``: (B, C, H, W) static image or (B, T, C, H, W) frames, raw integers or floats.
         Returns output spikes (T, B, classes), or a :class:`ForwardRecord` if ``record``.
+        With :attr:`target_arithmetic` set, the LIF layers run a target's integer arithmetic
+        instead and the spikes are the integer deployment's (:mod:`qsnn_deploy.finetune`).
         """
         cfg = self.config
         steps = cfg.timesteps
+        if self.target_arithmetic is not None:
+            self.target_arithmetic.refresh(self)  # the integer parameters follow the current weights
         x = self._scaled_input(x)
         spikes: list[torch.Tensor] = []
         mems: list[torch.Tensor] = []

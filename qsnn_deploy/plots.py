@@ -44,7 +44,8 @@ def plot_run(out_dir: Path, iter_loss: Sequence[float], iter_lr: Sequence[float]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     epochs = [h["epoch"] for h in history]
     for key in ("train_acc", "val_acc", "test_acc"):
-        ax.plot(epochs, [100 * h[key] for h in history], marker="o", ms=3, label=key.replace("_acc", ""))
+        # None: not measured (a fine-tuning run's epoch 0 has no training accuracy)
+        ax.plot(epochs, [np.nan if h[key] is None else 100 * h[key] for h in history], marker="o", ms=3, label=key.replace("_acc", ""))
     ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
     ax.legend()
     _save(fig, out_dir / "accuracy.png")

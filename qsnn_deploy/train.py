@@ -6,6 +6,12 @@ class 80% of steps, others 20%), Adam, an LR schedule stepped every minibatch (s
 [-1, 1] after each optimiser step. Early stopping watches a validation split held out of
 the training set; the reported test accuracy is the one at the best validation epoch.
 
+Target-aware fine-tuning (``target`` given, usually with ``init_from`` a trained model): the
+LIF layers run the target's integer arithmetic (:mod:`qsnn_deploy.finetune`), so the loss,
+the logged accuracies and the early stopping are those of the integer deployment. The model
+runs in eval mode (frozen BatchNorm statistics, no dropout), as the fold requires. Epoch 0 is
+the starting model: best.pt changes only if fine-tuning beats it on validation.
+
 A run directory holds ``last.pt`` (everything needed for ``--resume``: optimiser, schedule,
 early-stopping and RNG state, and the logs), ``best.pt`` (the model at the best validation
 epoch), ``metrics.csv``/``metrics.json`` (per epoch), ``iterations.csv`` (loss and LR per
@@ -97,6 +103,8 @@ def train(
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
+    init_from: Checkpoint | None = None,
+    target: Any = None,
 ) -> RunResult:
     """Train (or resume) a run into ``out_dir``; see the module docstring."""
     import torch
@@ -104,7 +112,9 @@ def train(
     from tqdm import tqdm
 
     from .data import iterate_batches, load_split, train_val_split
+    from .finetune import TargetArithmetic
     from .model import QSNN, predict
+    from .targets import TargetProfile, load_target
     from .plots import plot_run
     from .schedules import learning_rate
 
@@ -122,6 +132,8 @@ def train(
         preset = prev.preset
         limit_train = prev.train_state.get("limit_train", limit_train)
         limit_test = prev.train_state.get("limit_test", limit_test)
+        saved_target = prev.train_state.get("target")
+        target = TargetProfile.from_dict(saved_target) if saved_target else None
     elif last_path.exists() and not force:
         raise OutputExistsError(f"{out} already holds a run (last.pt); use --resume to continue it or --force to start over")
 
@@ -132,8 +144,14 @@ def train(
     if full_train.num_classes != model_cfg.num_classes:
         raise QsnnError(f"data set {train_cfg.dataset} has {full_train.num_classes} classes, the model {model_cfg.num_classes}")
 
+    if target is not None:
+        target = load_target(target)
     out.mkdir(parents=True, exist_ok=True)  # only once the data loaded: a failed start leaves no empty run folder
     model = QSNN(model_cfg)
+    if init_from is not None and not resume:
+        model.load_state_dict(init_from.state_dict, strict=False)
+    if target is not None:
+        model.target_arithmetic = TargetArithmetic(target)
     optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, betas=train_cfg.adam_betas)
     loss_fn = SF.mse_count_loss(correct_rate=train_cfg.correct_rate, incorrect_rate=train_cfg.incorrect_rate)
     iters_per_epoch = math.ceil(len(train_split) / train_cfg.batch_size)
@@ -143,6 +161,8 @@ def train(
         "best_val_acc": -1.0, "best_epoch": 0, "test_acc_at_best": 0.0, "bad_epochs": 0,
         "history": [], "iter_loss": [], "iter_lr": [], "wall_seconds": 0.0,
         "limit_train": limit_train, "limit_test": limit_test,
+        "target": target.to_dict() if target is not None else None,
+        "init_from": init_from.source if init_from is not None else None,
     }
     if resume:
         model.load_state_dict(prev.state_dict, strict=False)
@@ -158,13 +178,28 @@ def train(
             train_state = {**state, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
         save_checkpoint(Checkpoint(model_cfg, model_state(model), train_cfg, preset, metrics, train_state), path)
 
+    if target is not None and state["epoch"] == 0:
+        # the starting model is the bar to beat: fine-tuning must not ship a worse deployment
+        val_acc = evaluate(model, val_split, progress=progress, desc="validation")
+        test_acc = evaluate(model, test_split, progress=progress, desc="test")
+        state.update(best_val_acc=val_acc, best_epoch=0, test_acc_at_best=test_acc)
+        history.append({"epoch": 0, "train_loss": None, "train_acc": None, "val_acc": round(val_acc, 6),
+                        "test_acc": round(test_acc, 6), "lr_end": 0.0, "seconds": 0.0, "best_epoch": 0})
+        checkpoint(out / "best.pt", False, {"best_epoch": 0, "best_val_acc": val_acc, "test_acc_at_best": test_acc,
+                                            "epoch": 0, "val_acc": val_acc, "test_acc": test_acc, "target": target.name})
+        line = f"epoch 0 (start of fine-tuning on {target.name}): val {val_acc:.4f} test {test_acc:.4f}"
+        with open(out / "train.log", "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+        if progress:
+            tqdm.write(line)
+
     stopped_early = state["bad_epochs"] >= train_cfg.patience
     epoch_bar = tqdm(range(state["epoch"] + 1, train_cfg.epochs + 1), desc="epochs", disable=not progress, position=0)
     for epoch in epoch_bar:
         if stopped_early:
             break
         t0 = time.perf_counter()
-        model.train()
+        model.train(target is None)  # target arithmetic needs BN's running statistics and no dropout
         losses, correct, seen = [], 0, 0
         bar = tqdm(iterate_batches(train_split, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed, epoch=epoch),
                    total=iters_per_epoch, desc=f"epoch {epoch}", leave=False, disable=not progress, position=1)
@@ -214,6 +249,8 @@ def train(
         state["epoch"] = epoch
         metrics = {"best_epoch": state["best_epoch"], "best_val_acc": state["best_val_acc"],
                    "test_acc_at_best": state["test_acc_at_best"], "epochs_run": epoch, "wall_seconds": round(state["wall_seconds"], 1)}
+        if target is not None:
+            metrics["target"] = target.name
         if improved:
             checkpoint(out / "best.pt", False, {**metrics, "epoch": epoch, "val_acc": val_acc, "test_acc": test_acc})
         stopped_early = state["bad_epochs"] >= train_cfg.patience

@@ -25,6 +25,7 @@ measures the error it causes.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -115,41 +116,20 @@ def freeze(model: Any, target: TargetProfile | str = "int4-core", *, fraction_bi
     """
     target = load_target(target)
     cfg = model.config
-    if cfg.input_kind != "static" and cfg.input_scale != 1.0:
-        raise TargetError("frame inputs must be integer event counts (input_scale 1)")
-    input_quantum = float(cfg.input_scale)
-    if input_quantum <= 0:
-        raise TargetError(f"input_scale must be positive, got {input_quantum}")
-    in_type = target.input
     nodes: list[tuple[str, Any]] = [
-        ("input", Input(shape=(cfg.in_channels, cfg.input_size, cfg.input_size), dtype=in_type, encoding=cfg.input_kind))
+        ("input", Input(shape=(cfg.in_channels, cfg.input_size, cfg.input_size), dtype=target.input, encoding=cfg.input_kind))
     ]
     layer_meta: list[dict[str, Any]] = []
-    x_max = float(in_type.max)
-    quantum = input_quantum
-    for i, conv in enumerate(model.convs):
-        lname = f"conv{i + 1}"
-        w, s = _layer_weights(conv, lname, target)
-        bn = model.bns[i] if model.bns is not None else None
-        a, b = _affine(bn, s * quantum / 4.0, w.shape[0])
-        w = _flip_negative(w, a, lname)
-        a = np.abs(a)
-        a_max = float((np.abs(w).reshape(w.shape[0], -1).sum(1) * x_max * 4).max())
-        lif, meta = _spiking(model, i, a, b, a_max, fraction_bits, target, f"lif{i + 1}")
-        nodes += [
-            (lname, Conv2d(weight=IntTensor(w, target.weight))),
-            (f"pool{i + 1}", SumPool2d(kernel=(2, 2), stride=(2, 2))),
-            (f"lif{i + 1}", lif),
-        ]
-        layer_meta.append({"layer": lname, "weight_scale": s, "input_quantum": quantum, **meta})
-        x_max, quantum = 1.0, 1.0  # later layers see 0/1 spikes
-    w, s = _layer_weights(model.fc, "fc", target)
-    n = len(model.convs)
-    a, b = _affine(None, s * quantum, w.shape[0])
-    a_max = float((np.abs(w).sum(1) * x_max).max())
-    lif, meta = _spiking(model, n, a, b, a_max, fraction_bits, target, f"lif{n + 1}")
-    nodes += [("flatten", Flatten()), ("fc", Linear(weight=IntTensor(w, target.weight))), (f"lif{n + 1}", lif), ("output", Output())]
-    layer_meta.append({"layer": "fc", "weight_scale": s, "input_quantum": quantum, **meta})
+    n_conv = len(model.convs)
+    for i, (fold, lif, meta) in enumerate(spiking_layers(model, target, fraction_bits)):
+        weight = IntTensor(fold.weight, target.weight)
+        if i < n_conv:
+            nodes += [(fold.layer, Conv2d(weight=weight)), (f"pool{i + 1}", SumPool2d(kernel=(2, 2), stride=(2, 2)))]
+        else:
+            nodes += [("flatten", Flatten()), (fold.layer, Linear(weight=weight))]
+        nodes.append((f"lif{i + 1}", lif))
+        layer_meta.append({"layer": fold.layer, "weight_scale": fold.weight_scale, "input_quantum": fold.input_quantum, **meta})
+    nodes.append(("output", Output()))
     metadata = {
         "producer": "qsnn-deploy freeze",
         "target": target.name,
@@ -160,6 +140,54 @@ def freeze(model: Any, target: TargetProfile | str = "int4-core", *, fraction_bi
     return Graph.sequential(nodes, metadata)
 
 
+@dataclass(frozen=True)
+class LayerFold:
+    """One synaptic layer folded to I = a_c * A + b_c (module docstring), channels flipped so a_c > 0."""
+
+    layer: str  # conv1, conv2, ..., fc
+    weight: np.ndarray  # integer weights, negative-scale channels negated
+    weight_scale: float  # s
+    input_quantum: float  # q
+    a: np.ndarray  # (C,) a_c > 0
+    b: np.ndarray  # (C,) b_c
+    a_max: float  # max |A| over all inputs the layer can see
+
+
+def layer_folds(model: Any, target: TargetProfile | str = "int4-core") -> list[LayerFold]:
+    """The folds of every synaptic layer of a QSNN, in order (conv..., fc).
+
+    Raises:
+        TargetError: as :func:`freeze`, for weights the target cannot hold or a bad input scale.
+    """
+    target = load_target(target)
+    cfg = model.config
+    if cfg.input_kind != "static" and cfg.input_scale != 1.0:
+        raise TargetError("frame inputs must be integer event counts (input_scale 1)")
+    quantum = float(cfg.input_scale)
+    if quantum <= 0:
+        raise TargetError(f"input_scale must be positive, got {quantum}")
+    x_max = float(target.input.max)
+    folds = []
+    for i, conv in enumerate(model.convs):
+        name = f"conv{i + 1}"
+        w, s = _layer_weights(conv, name, target)
+        bn = model.bns[i] if model.bns is not None else None
+        a, b = _affine(bn, s * quantum / 4.0, w.shape[0])
+        w = _flip_negative(w, a, name)
+        a_max = float((np.abs(w).reshape(w.shape[0], -1).sum(1) * x_max * 4).max())
+        folds.append(LayerFold(name, w, s, quantum, np.abs(a), b, a_max))
+        x_max, quantum = 1.0, 1.0  # later layers see 0/1 spikes
+    w, s = _layer_weights(model.fc, "fc", target)
+    a, b = _affine(None, s * quantum, w.shape[0])
+    folds.append(LayerFold("fc", w, s, quantum, a, b, float((np.abs(w).sum(1) * x_max).max())))
+    return folds
+
+
+def spiking_layers(model: Any, target: TargetProfile, fraction_bits: int | None = None) -> list[tuple[LayerFold, LIF, dict[str, Any]]]:
+    """(fold, integer LIF node, metadata) of every spiking layer, in order: what :func:`freeze` assembles."""
+    return [_spiking(model, i, fold, fraction_bits, target, f"lif{i + 1}") for i, fold in enumerate(layer_folds(model, target))]
+
+
 def _flip_negative(w: np.ndarray, a: np.ndarray, name: str) -> np.ndarray:
     """Negate the weights of channels with a negative scale (so every a_c > 0)."""
     if (a == 0).any():
@@ -168,15 +196,16 @@ def _flip_negative(w: np.ndarray, a: np.ndarray, name: str) -> np.ndarray:
     return w * sign
 
 
-def _spiking(model: Any, i: int, a: np.ndarray, b: np.ndarray, a_max: float, fraction_bits: int | None,
-             target: TargetProfile, name: str) -> tuple[LIF, dict[str, Any]]:
+def _spiking(model: Any, i: int, fold: LayerFold, fraction_bits: int | None, target: TargetProfile,
+             name: str) -> tuple[LayerFold, LIF, dict[str, Any]]:
+    a, b = fold.a, fold.b
     lif = model.lifs[i]
     beta = float(lif.beta.detach().clamp(0, 1))
     theta = float(lif.threshold.detach())
     if not theta > 0:
         raise CheckpointError(f"layer {name!r}: threshold {theta} is not positive")
-    frac = fraction_bits if fraction_bits is not None else _fraction_bits(a, b, theta, beta, a_max, model.config.timesteps, target.state)
+    frac = fraction_bits if fraction_bits is not None else _fraction_bits(a, b, theta, beta, fold.a_max, model.config.timesteps, target.state)
     node = _lif_node(name, a, b, theta, beta, frac, target)
     meta = {"beta": beta, "threshold": theta, "fraction_bits": frac, "scale_min": float(a.min()), "scale_max": float(a.max()),
             "decay_error": abs(node.decay - beta)}
-    return node, meta
+    return fold, node, meta

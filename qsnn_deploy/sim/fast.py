@@ -45,6 +45,7 @@ from .reference import BackendRun
 # Largest (Tc, B, ...) activation of a chunk, at 8 bytes per value. Measured at B = 256 on the
 # Fashion-MNIST net: 24 MiB chunks (5 steps) ran at 45%, 96 MiB at 75% of the 384 MiB speed.
 _CHUNK_BYTES = 256 << 20
+_NO_RECORD = np.zeros((1, 1), np.float64)  # the LIF kernel's unused membrane record
 
 
 # --- running a batch --------------------------------------------------------------------------
@@ -138,7 +139,7 @@ class _LayerRun:
         kernel(cur, seg.static, steps, inner, seg.shape[0], p.threshold.astype(np.float64), p.bias.astype(np.float64),
                float(2**p.input_shift), float(p.decay_mul), float(p.round_add), 2.0**-p.decay_shift, mode, p.compare == "ge",
                float(p.state.min), float(p.state.max), accumulator is not None, lo, hi, self.v, self.s, spk, write,
-               self.counts, self.ovf, self.acc)
+               self.counts, self.ovf, self.acc, _NO_RECORD, False)
         if p.overflow == "error" and self.ovf.any():
             raise TargetError(f"layer {seg.name!r}: membrane overflows the state type {p.state.name} [{p.state.min}, "
                               f"{p.state.max}] (overflow policy 'error') within steps {t0}..{t0 + steps - 1}")

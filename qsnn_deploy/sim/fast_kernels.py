@@ -47,6 +47,8 @@ def _float_kernel(snntorch_default: bool) -> Any:
     vectorises it better than int64 code (which needs 64-bit multiplies). ``snntorch_default``
     compiles the variant with delayed subtract reset and ``>`` fixed as constants (measured
     1.3-1.7x faster than reading them at run time); the other one reads ``mode``/``ge``.
+    ``record_v`` also writes V[t] of every step into ``v_rec`` (steps, n) (the fine-tuner's
+    backward pass needs the membranes; the simulator passes a (1, 1) dummy).
     """
     import numba
 
@@ -54,7 +56,7 @@ def _float_kernel(snntorch_default: bool) -> Any:
 
     @numba.njit(parallel=True, cache=True, nogil=True)
     def lif_scan_f64(cur, static, steps, inner, channels, thr_c, bias_c, in_scale, mul, radd, inv, mode, ge, smin, smax,
-                     check_acc, acc_lo, acc_hi, v, s, spk, write, counts, ovf_n, acc_n):  # pragma: no cover - compiled
+                     check_acc, acc_lo, acc_hi, v, s, spk, write, counts, ovf_n, acc_n, v_rec, record_v):  # pragma: no cover - compiled
         md = 0 if fixed else mode
         cmp_ge = False if fixed else ge
         n = v.shape[0]
@@ -100,6 +102,10 @@ def _float_kernel(snntorch_default: bool) -> Any:
                     out = spk[t, lo:hi]
                     for j in range(m):
                         out[j] = sl[j]
+                if record_v:
+                    rec = v_rec[t, lo:hi]
+                    for j in range(m):
+                        rec[j] = vl[j]
             for j in range(m):
                 v[lo + j] = np.int64(vl[j])
                 s[lo + j] = np.int64(sl[j])
@@ -109,3 +115,35 @@ def _float_kernel(snntorch_default: bool) -> Any:
                     acc_n[lo + j] += np.int64(n_acc[j])
 
     return lif_scan_f64
+
+
+def scan_recorded(sums: np.ndarray, static: bool, steps: int, p: Any, channels: int, inner: int) -> tuple[np.ndarray, np.ndarray]:
+    """Spikes S[t] and membranes V[t] of one LIF layer from V = S = 0, both (steps, n) float64.
+
+    ``sums``: integer synaptic sums A as float64, (1 if ``static`` else steps, n), n neurons in
+    C order with channel ``(index // inner) % channels``; ``p``: :class:`~.lif.LIFParams`.
+    Exact only where ``fast_plan._float_lif_exact(p, max |A|)`` holds: the caller checks, as the
+    simulator does.
+
+    Raises:
+        TargetError: overflow policy ``error`` and the membrane left the state type.
+    """
+    from ..errors import TargetError
+
+    if unavailable_reason() is not None:
+        raise RuntimeError(f"the Numba LIF kernel is unavailable: {unavailable_reason()}")
+    generic, snntorch_default = _kernel
+    mode = _MODES[(p.reset_timing, p.reset)]
+    kernel = snntorch_default if (mode == 0 and p.compare == "gt") else generic
+    n = sums.shape[1]
+    v, s = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    counts, ovf, acc = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    spk, v_rec = np.empty((steps, n), np.float64), np.empty((steps, n), np.float64)
+    kernel(np.ascontiguousarray(sums, np.float64), static, steps, inner, channels, p.threshold.astype(np.float64),
+           p.bias.astype(np.float64), float(2**p.input_shift), float(p.decay_mul), float(p.round_add), 2.0**-p.decay_shift,
+           mode, p.compare == "ge", float(p.state.min), float(p.state.max), False, 0.0, 0.0, v, s, spk, True, counts, ovf,
+           acc, v_rec, True)
+    if p.overflow == "error" and ovf.any():
+        raise TargetError(f"layer {p.name!r}: membrane overflows the state type {p.state.name} [{p.state.min}, {p.state.max}] "
+                          "(overflow policy 'error')")
+    return spk, v_rec
