@@ -66,7 +66,7 @@ def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience
 
     With --finetune MODEL the run starts from MODEL and trains through the target's integer
     neuron arithmetic (straight-through gradients), so the model trained is the one deployed;
-    it defaults to 3 epochs at a tenth of the recipe's learning rate, constant.
+    it defaults to 3 epochs annealed from 1/100 of the recipe's learning rate to 0 (cosine).
     """
     from .config import get_preset, override
     from .train import train as run_train
@@ -83,9 +83,11 @@ def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience
         init_from = load_checkpoint(finetune_from)
         model_cfg, preset_name = init_from.model_config, init_from.preset or p.name
         base_train = init_from.train_config or p.train
+        # a trained model sits at an LR minimum: anneal gently from there, one cosine half-period
         epochs = 3 if epochs is None else epochs
-        lr = base_train.lr / 10 if lr is None else lr
-        schedule = schedule or "none"
+        lr = base_train.lr / 100 if lr is None else lr
+        schedule = schedule or "cosine"
+        base_train = override(base_train, cosine_period_epochs=max(epochs, 1))
         target = target or "int4-core"
     model_cfg = override(model_cfg, timesteps=timesteps, weight_bits=weight_bits)
     train_cfg = override(base_train, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, patience=patience, seed=seed, dataset=data)

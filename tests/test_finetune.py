@@ -120,7 +120,8 @@ def test_finetune_cli_starts_from_the_model_and_resumes(runner, tmp_path):
     assert history[0]["train_acc"] is None and history[0]["val_acc"] > 0.5  # epoch 0: the starting model, in integers
     last = load_checkpoint(ft / "last.pt")
     assert last.train_state["target"]["name"] == "int4-core"
-    assert last.train_config.lr == pytest.approx(load_checkpoint(base / "best.pt").train_config.lr / 10)
+    assert last.train_config.lr == pytest.approx(load_checkpoint(base / "best.pt").train_config.lr / 100)
+    assert last.train_config.schedule == "cosine" and last.train_config.cosine_period_epochs == 1
     assert load_checkpoint(ft / "best.pt").metrics["target"] == "int4-core"
     res = runner.invoke(cli, ["train", "--out", str(ft), "--epochs", "2", "--resume", "--quiet"])
     assert res.exit_code == 0, res.output
