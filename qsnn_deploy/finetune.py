@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .errors import QsnnError
-from .lif_torch import _backward_kernel
+from .lif_torch import surrogate_backward
 from .sim import lif as int_lif
 from .targets import TargetProfile, load_target
 
@@ -86,10 +86,10 @@ def _integer_lif(sums: np.ndarray, static: bool, steps: int, p: int_lif.LIFParam
                  per_step: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """S[t] and V[t], (steps, *per_step) float64, of the target's neuron on integer sums ``sums`` (float64)."""
     from .sim import fast_kernels
-    from .sim.fast_plan import _float_lif_exact
+    from .sim.fast_plan import float_lif_exact
 
     bound = float(np.abs(sums).max()) if sums.size else 0.0
-    if fast_kernels.available() and _float_lif_exact(p, bound):
+    if fast_kernels.available() and float_lif_exact(p, bound):
         # the simulator's Numba kernel: the same arithmetic, ~50x faster than stepping NumPy arrays
         rows = 1 if static else steps
         inner = int(np.prod(per_step[2:])) if len(per_step) > 2 else 1
@@ -141,10 +141,6 @@ class _TargetLIFSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spk, _grad_mem):  # type: ignore[override]
         (mem,) = ctx.saved_tensors
-        static, beta, theta, slope, in_shape = ctx.params
         if grad_spk is None:
             return None, None, None, None, None, None, None
-        grad = grad_spk.contiguous().reshape(mem.shape).to(mem.dtype)
-        grad_cur = torch.empty((1 if static else mem.shape[0], mem.shape[1]), dtype=mem.dtype)
-        _backward_kernel(grad.numpy(), mem.numpy(), beta, theta, slope, static, grad_cur.numpy())
-        return grad_cur.view(in_shape), None, None, None, None, None, None
+        return surrogate_backward(grad_spk, mem, *ctx.params), None, None, None, None, None, None

@@ -97,13 +97,21 @@ class _LIFSequence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spk, _grad_mem):  # type: ignore[override]
         (mem,) = ctx.saved_tensors
-        static, b, th, k, in_shape = ctx.params
         if grad_spk is None:
             return None, None, None, None, None, None
-        grad = grad_spk.contiguous().reshape(mem.shape)
-        grad_cur = torch.empty((1 if static else mem.shape[0], mem.shape[1]), dtype=mem.dtype)
-        _backward_kernel(grad.numpy(), mem.numpy(), b, th, k, static, grad_cur.numpy())
-        return grad_cur.view(in_shape), None, None, None, None, None
+        return surrogate_backward(grad_spk, mem, *ctx.params), None, None, None, None, None
+
+
+def surrogate_backward(grad_spk: torch.Tensor, mem: torch.Tensor, static: bool, beta: np.floating, threshold: np.floating,
+                       slope: np.floating, in_shape: tuple[int, ...]) -> torch.Tensor:
+    """dL/dI of the module docstring from dL/dS and the saved membranes ``mem`` (T, n), shaped ``in_shape``.
+
+    ``beta``, ``threshold`` and ``slope`` are NumPy scalars of ``mem``'s dtype.
+    """
+    grad = grad_spk.contiguous().reshape(mem.shape).to(mem.dtype)
+    grad_cur = torch.empty((1 if static else mem.shape[0], mem.shape[1]), dtype=mem.dtype)
+    _backward_kernel(grad.numpy(), mem.numpy(), beta, threshold, slope, static, grad_cur.numpy())
+    return grad_cur.view(in_shape)
 
 
 def lif_sequence(

@@ -42,7 +42,7 @@ def _build_kernel() -> tuple[Any, Any]:
 def _float_kernel(snntorch_default: bool) -> Any:
     """The LIF recurrence (saturating, no split decay) in float64.
 
-    Used only when every value it forms is an integer below 2^52 (:func:`.fast_plan._float_lif_exact`):
+    Used only when every value it forms is an integer below 2^52 (:func:`.fast_plan.float_lif_exact`):
     then every operation is exact and floor(x * 2^-k) is the arithmetic shift, and AVX-512
     vectorises it better than int64 code (which needs 64-bit multiplies). ``snntorch_default``
     compiles the variant with delayed subtract reset and ``>`` fixed as constants (measured
@@ -122,7 +122,7 @@ def scan_recorded(sums: np.ndarray, static: bool, steps: int, p: Any, channels: 
 
     ``sums``: integer synaptic sums A as float64, (1 if ``static`` else steps, n), n neurons in
     C order with channel ``(index // inner) % channels``; ``p``: :class:`~.lif.LIFParams`.
-    Exact only where ``fast_plan._float_lif_exact(p, max |A|)`` holds: the caller checks, as the
+    Exact only where ``fast_plan.float_lif_exact(p, max |A|)`` holds: the caller checks, as the
     simulator does.
 
     Raises:

@@ -40,7 +40,7 @@ class _Segment:
     dtype: str  # "float32" | "float64" | "int64"
     static: bool  # the input is the same at every step: A is computed once
     elements: int  # largest activation per sample and step (input, stages, output)
-    float_lif: bool  # the LIF recurrence is exact in float64 (_float_lif_exact)
+    float_lif: bool  # the LIF recurrence is exact in float64 (float_lif_exact)
 
 
 def _fold_pool(conv: Conv2d, pool: SumPool2d, in_shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, int]] | None:
@@ -79,7 +79,7 @@ def _float32_exact() -> bool:
     return True
 
 
-def _float_lif_exact(p: lif.LIFParams, a_bound: float) -> bool:
+def float_lif_exact(p: lif.LIFParams, a_bound: float) -> bool:
     """True if float64 holds every value of the LIF recurrence exactly (all integers < 2^52).
 
     |V| <= 2^(bits-1); the decay forms V * m + r; the sum adds |bias|, |threshold| (each
@@ -158,7 +158,7 @@ def _plan(graph: Graph) -> list[_Segment]:
             dtype = "float32" if worst < 2**24 and f32_ok else "float64" if worst < 2**53 else "int64"
             params = lif.LIFParams.from_node(node, name)
             segments.append(_Segment(name, params, shapes[name], _materialise(stages, dtype), tuple(int_nodes), dtype,
-                                     static, elements, _float_lif_exact(params, bound)))
+                                     static, elements, float_lif_exact(params, bound)))
             stages, int_nodes, static = [], [], False
             bound = worst = 1.0  # the next segment's input is 0/1 spikes
             elements = 0
