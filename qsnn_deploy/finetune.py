@@ -39,8 +39,9 @@ from .sim import lif as int_lif
 from .targets import TargetProfile, load_target
 
 # |A - round(A)| above this means the current is not a*A + b for integer A: BN in training mode,
-# active dropout, or an input that is not integer. float32 rounding of the largest layer-1 sums
-# (~2e5) stays below 0.05.
+# active dropout, or an input that is not integer. float32 rounding leaves far less: on the
+# shipped Fashion-MNIST model (128 test images) at most 0.012 in layer 1 (|A| up to 54,433),
+# 3e-4 in layer 2, 1e-5 in the dense layer.
 _MAX_RESIDUAL = 0.25
 
 
@@ -90,7 +91,7 @@ def _integer_lif(sums: np.ndarray, static: bool, steps: int, p: int_lif.LIFParam
 
     bound = float(np.abs(sums).max()) if sums.size else 0.0
     if fast_kernels.available() and float_lif_exact(p, bound):
-        # the simulator's Numba kernel: the same arithmetic, ~50x faster than stepping NumPy arrays
+        # the simulator's own Numba kernel: one pass per neuron instead of ~15 NumPy passes per step
         rows = 1 if static else steps
         inner = int(np.prod(per_step[2:])) if len(per_step) > 2 else 1
         spk, v = fast_kernels.scan_recorded(sums.reshape(rows, -1), static, steps, p, per_step[1], inner)
