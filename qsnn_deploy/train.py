@@ -178,6 +178,12 @@ def train(
             train_state = {**state, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
         save_checkpoint(Checkpoint(model_cfg, model_state(model), train_cfg, preset, metrics, train_state), path)
 
+    def log(line: str) -> None:
+        with open(out / "train.log", "a", encoding="utf-8") as fh:  # append-only log; a torn last line is harmless
+            fh.write(line + "\n")
+        if progress:
+            tqdm.write(line)
+
     if target is not None and state["epoch"] == 0:
         # the starting model is the bar to beat: fine-tuning must not ship a worse deployment
         val_acc = evaluate(model, val_split, progress=progress, desc="validation")
@@ -187,11 +193,7 @@ def train(
                         "test_acc": round(test_acc, 6), "lr_end": 0.0, "seconds": 0.0, "best_epoch": 0})
         checkpoint(out / "best.pt", False, {"best_epoch": 0, "best_val_acc": val_acc, "test_acc_at_best": test_acc,
                                             "epoch": 0, "val_acc": val_acc, "test_acc": test_acc, "target": target.name})
-        line = f"epoch 0 (start of fine-tuning on {target.name}): val {val_acc:.4f} test {test_acc:.4f}"
-        with open(out / "train.log", "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-        if progress:
-            tqdm.write(line)
+        log(f"epoch 0 (start of fine-tuning on {target.name}): val {val_acc:.4f} test {test_acc:.4f}")
 
     stopped_early = state["bad_epochs"] >= train_cfg.patience
     epoch_bar = tqdm(range(state["epoch"] + 1, train_cfg.epochs + 1), desc="epochs", disable=not progress, position=0)
@@ -259,9 +261,6 @@ def train(
         plot_run(out, state["iter_loss"], state["iter_lr"], history)
         line = (f"epoch {epoch}: loss {train_loss:.4f} train {row['train_acc']:.4f} val {val_acc:.4f} test {test_acc:.4f} "
                 f"lr {row['lr_end']:.3g} {seconds:.0f}s best@{state['best_epoch']} ({state['test_acc_at_best']:.4f})")
-        with open(out / "train.log", "a", encoding="utf-8") as fh:  # append-only log; a torn last line is harmless
-            fh.write(line + "\n")
         epoch_bar.set_postfix(val=f"{val_acc:.4f}", best=f"{state['best_val_acc']:.4f}@{state['best_epoch']}")
-        if progress:
-            tqdm.write(line)
+        log(line)
     return RunResult(out, state["epoch"], state["best_epoch"], state["best_val_acc"], state["test_acc_at_best"], history, stopped_early)

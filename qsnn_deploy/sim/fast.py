@@ -38,14 +38,13 @@ from ..dtypes import IntType
 from ..errors import TargetError
 from ..ir import Graph
 from . import fast_kernels, lif, reference
-from .fast_kernels import _MODES, available, unavailable_reason
+from .fast_kernels import available, unavailable_reason
 from .fast_plan import _cached_plan, _Segment
 from .reference import BackendRun
 
 # Largest (Tc, B, ...) activation of a chunk, at 8 bytes per value. Measured at B = 256 on the
 # Fashion-MNIST net: 24 MiB chunks (5 steps) ran at 45%, 96 MiB at 75% of the 384 MiB speed.
 _CHUNK_BYTES = 256 << 20
-_NO_RECORD = np.zeros((1, 1), np.float64)  # the LIF kernel's unused membrane record
 
 
 # --- running a batch --------------------------------------------------------------------------
@@ -131,15 +130,8 @@ class _LayerRun:
             return
         self.nhwc = nhwc
         inner = 1 if (nhwc or len(seg.shape) == 1) else int(np.prod(seg.shape[1:]))
-        mode = _MODES[(p.reset_timing, p.reset)]
-        generic, snntorch_default = fast_kernels._kernel  # built by unavailable_reason(), so read it here
-        kernel = snntorch_default if (mode == 0 and p.compare == "gt") else generic
-        # int64 covers every synaptic sum (checked by the caller), so wider accumulator bounds are harmless
-        lo, hi = (float(accumulator.min), float(accumulator.max)) if accumulator is not None else (0.0, 0.0)
-        kernel(cur, seg.static, steps, inner, seg.shape[0], p.threshold.astype(np.float64), p.bias.astype(np.float64),
-               float(2**p.input_shift), float(p.decay_mul), float(p.round_add), 2.0**-p.decay_shift, mode, p.compare == "ge",
-               float(p.state.min), float(p.state.max), accumulator is not None, lo, hi, self.v, self.s, spk, write,
-               self.counts, self.ovf, self.acc, _NO_RECORD, False)
+        fast_kernels.scan(cur, seg.static, steps, inner, seg.shape[0], p, self.v, self.s, spk, write, self.counts, self.ovf,
+                          self.acc, accumulator)
         if p.overflow == "error" and self.ovf.any():
             raise TargetError(f"layer {seg.name!r}: membrane overflows the state type {p.state.name} [{p.state.min}, "
                               f"{p.state.max}] (overflow policy 'error') within steps {t0}..{t0 + steps - 1}")

@@ -117,6 +117,31 @@ def _float_kernel(snntorch_default: bool) -> Any:
     return lif_scan_f64
 
 
+_NO_RECORD = np.zeros((1, 1), np.float64)  # the kernel's membrane record when none is asked for
+
+
+def scan(cur: np.ndarray, static: bool, steps: int, inner: int, channels: int, p: Any, v: np.ndarray, s: np.ndarray,
+         spk: np.ndarray, write: bool, counts: np.ndarray, ovf: np.ndarray, acc: np.ndarray, accumulator: Any = None,
+         v_rec: np.ndarray | None = None) -> None:
+    """Advance one LIF layer (:class:`~.lif.LIFParams` ``p``) by ``steps`` steps with the float64 kernel.
+
+    ``cur``: synaptic sums (1 if ``static`` else steps, n), neuron j in channel
+    ``(j // inner) % channels``. The state ``v``, ``s`` and the per-neuron spike, overflow and
+    accumulator-overflow counters are updated in place; spikes go to ``spk`` if ``write``,
+    membranes V[t] to ``v_rec`` if given. The caller checks exactness (``fast_plan.float_lif_exact``)
+    and acts on overflows.
+    """
+    generic, snntorch_default = _kernel  # built by unavailable_reason()
+    mode = _MODES[(p.reset_timing, p.reset)]
+    kernel = snntorch_default if (mode == 0 and p.compare == "gt") else generic
+    # int64 covers every synaptic sum (checked by the caller), so wider accumulator bounds are harmless
+    lo, hi = (float(accumulator.min), float(accumulator.max)) if accumulator is not None else (0.0, 0.0)
+    kernel(cur, static, steps, inner, channels, p.threshold.astype(np.float64), p.bias.astype(np.float64),
+           float(2**p.input_shift), float(p.decay_mul), float(p.round_add), 2.0**-p.decay_shift, mode, p.compare == "ge",
+           float(p.state.min), float(p.state.max), accumulator is not None, lo, hi, v, s, spk, write, counts, ovf, acc,
+           _NO_RECORD if v_rec is None else v_rec, v_rec is not None)
+
+
 def scan_recorded(sums: np.ndarray, static: bool, steps: int, p: Any, channels: int, inner: int) -> tuple[np.ndarray, np.ndarray]:
     """Spikes S[t] and membranes V[t] of one LIF layer from V = S = 0, both (steps, n) float64.
 
@@ -132,17 +157,12 @@ def scan_recorded(sums: np.ndarray, static: bool, steps: int, p: Any, channels: 
 
     if unavailable_reason() is not None:
         raise RuntimeError(f"the Numba LIF kernel is unavailable: {unavailable_reason()}")
-    generic, snntorch_default = _kernel
-    mode = _MODES[(p.reset_timing, p.reset)]
-    kernel = snntorch_default if (mode == 0 and p.compare == "gt") else generic
     n = sums.shape[1]
     v, s = np.zeros(n, np.int64), np.zeros(n, np.int64)
     counts, ovf, acc = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     spk, v_rec = np.empty((steps, n), np.float64), np.empty((steps, n), np.float64)
-    kernel(np.ascontiguousarray(sums, np.float64), static, steps, inner, channels, p.threshold.astype(np.float64),
-           p.bias.astype(np.float64), float(2**p.input_shift), float(p.decay_mul), float(p.round_add), 2.0**-p.decay_shift,
-           mode, p.compare == "ge", float(p.state.min), float(p.state.max), False, 0.0, 0.0, v, s, spk, True, counts, ovf,
-           acc, v_rec, True)
+    scan(np.ascontiguousarray(sums, np.float64), static, steps, inner, channels, p, v, s, spk, True, counts, ovf, acc,
+         v_rec=v_rec)
     if p.overflow == "error" and ovf.any():
         raise TargetError(f"layer {p.name!r}: membrane overflows the state type {p.state.name} [{p.state.min}, {p.state.max}] "
                           "(overflow policy 'error')")
