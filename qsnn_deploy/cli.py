@@ -59,14 +59,21 @@ def cli() -> None:
 @click.option("--finetune", "finetune_from", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="Fine-tune this trained checkpoint with the target's integer LIF arithmetic in the forward pass.")
 @click.option("--target", default=None, help="Target of --finetune (name or JSON file).  [default: int4-core]")
+@click.option("--refit-from", "refit_from", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Continue this run checkpoint (a last.pt) on the whole training set, validation split included, "
+                   "up to --epochs (the epoch early stopping chose); best.pt is then the last epoch.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience, weight_bits, limit_train, limit_test, seed,
-          data, data_dir, resume, force, finetune_from, target, quiet) -> None:
+          data, data_dir, resume, force, finetune_from, target, refit_from, quiet) -> None:
     """Train a QSNN with the paper's QAT recipe (resumable), or fine-tune one for a target.
 
     With --finetune MODEL the run starts from MODEL and trains through the target's integer
     neuron arithmetic (straight-through gradients), so the model trained is the one deployed;
     it defaults to 3 epochs annealed from 1/100 of the recipe's learning rate to 0 (cosine).
+
+    With --refit-from LAST_PT --epochs N a new run branches off a run at the epoch of LAST_PT
+    (taken from the run's history, e.g. with git) and trains the same recipe on all training
+    images up to epoch N: the refit after early stopping has chosen N on the validation split.
     """
     from .config import get_preset, override
     from .train import train as run_train
@@ -76,7 +83,15 @@ def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience
         raise click.BadParameter("must be >= 1", param_hint="--timesteps")
     if target is not None and finetune_from is None:
         raise click.BadParameter("--target is the target of --finetune; pass --finetune MODEL too", param_hint="--target")
-    model_cfg, base_train, preset_name, init_from = p.model, p.train, p.name, None
+    model_cfg, base_train, preset_name, init_from, refit = p.model, p.train, p.name, None, None
+    if refit_from is not None:
+        if finetune_from is not None or resume:
+            raise click.BadParameter("a refit starts a new run: not with --finetune or --resume", param_hint="--refit-from")
+        if epochs is None:
+            raise click.BadParameter("give --epochs, the epoch to refit up to (the one early stopping chose)", param_hint="--refit-from")
+        from .checkpoint import load_checkpoint
+
+        refit = load_checkpoint(refit_from)
     if finetune_from is not None:
         from .checkpoint import load_checkpoint
 
@@ -92,9 +107,14 @@ def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience
     model_cfg = override(model_cfg, timesteps=timesteps, weight_bits=weight_bits)
     train_cfg = override(base_train, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, patience=patience, seed=seed, dataset=data)
     result = run_train(model_cfg, train_cfg, out_dir, preset=preset_name, data_dir=data_dir, limit_train=limit_train,
-                       limit_test=limit_test, resume=resume, force=force, progress=not quiet, init_from=init_from, target=target)
-    click.echo(f"best validation accuracy {result.best_val_acc:.4f} at epoch {result.best_epoch}; "
-               f"test accuracy there {result.test_acc_at_best:.4f}; model: {result.out_dir / 'best.pt'}")
+                       limit_test=limit_test, resume=resume, force=force, progress=not quiet, init_from=init_from, target=target,
+                       refit_from=refit)
+    if result.best_val_acc is None:
+        click.echo(f"refit to epoch {result.best_epoch} (no validation split); test accuracy {result.test_acc_at_best:.4f}; "
+                   f"model: {result.out_dir / 'best.pt'}")
+    else:
+        click.echo(f"best validation accuracy {result.best_val_acc:.4f} at epoch {result.best_epoch}; "
+                   f"test accuracy there {result.test_acc_at_best:.4f}; model: {result.out_dir / 'best.pt'}")
 
 
 @cli.command()

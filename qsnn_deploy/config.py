@@ -110,6 +110,8 @@ class TrainConfig:
     #: epochs without a better validation accuracy before stopping; the reference code
     #: (jeshraghian/QSNNs, */run.py) waits 100, i.e. five full cosine cycles
     patience: int = 100
+    #: share of the training set held out for early stopping; 0 trains on all of it (a refit),
+    #: with no validation and hence no early stopping
     val_fraction: float = 0.1
     seed: int = 0
 
@@ -120,8 +122,8 @@ class TrainConfig:
             raise QsnnError(f"unknown data set {self.dataset!r}; choose from {', '.join(DATASETS)}")
         if self.batch_size < 1 or self.epochs < 0:
             raise QsnnError("batch_size must be >= 1 and epochs >= 0")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise QsnnError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise QsnnError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}

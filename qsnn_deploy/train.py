@@ -12,6 +12,11 @@ the logged accuracies and the early stopping are those of the integer deployment
 runs in eval mode (frozen BatchNorm statistics, no dropout), as the fold requires. Epoch 0 is
 the starting model: best.pt changes only if fine-tuning beats it on validation.
 
+Refit (``refit_from`` a run's ``last.pt``): once early stopping has chosen an epoch, the run
+branches off at an earlier epoch of the same run and continues, from that epoch's full training
+state, on the whole training set (validation split included) up to the chosen epoch. With no
+validation there is no early stopping, and ``best.pt`` is the model of the last epoch.
+
 A run directory holds ``last.pt`` (everything needed for ``--resume``: optimiser, schedule,
 early-stopping and RNG state, and the logs), ``best.pt`` (the model at the best validation
 epoch), ``metrics.csv``/``metrics.json`` (per epoch), ``iterations.csv`` (loss and LR per
@@ -44,7 +49,7 @@ class RunResult:
     out_dir: Path
     epochs_run: int
     best_epoch: int
-    best_val_acc: float
+    best_val_acc: float | None  # None: a refit, which has no validation split
     test_acc_at_best: float
     history: list[dict[str, Any]]
     stopped_early: bool
@@ -105,6 +110,7 @@ def train(
     progress: bool = True,
     init_from: Checkpoint | None = None,
     target: Any = None,
+    refit_from: Checkpoint | None = None,
 ) -> RunResult:
     """Train (or resume) a run into ``out_dir``; see the module docstring."""
     import torch
@@ -120,26 +126,43 @@ def train(
 
     out = Path(out_dir)
     last_path = out / "last.pt"
+    prev: Checkpoint | None = None
+    if resume and refit_from is not None:
+        raise QsnnError("a refit starts a new run; resume it later with --resume alone")
     if resume:
         if not last_path.is_file():
             raise CheckpointError(f"--resume: no {last_path} to resume from")
         prev = load_checkpoint(last_path)
+    elif refit_from is not None:
+        prev = refit_from
+    if prev is not None:
         if prev.train_state is None or prev.train_config is None:
-            raise CheckpointError(f"{last_path}: has no training state to resume")
+            raise CheckpointError(f"{prev.source}: has no training state to continue from (a run's last.pt has it)")
+        if refit_from is not None and prev.train_state.get("target"):
+            raise QsnnError(f"{prev.source}: is a fine-tuning run; refit the QAT run it started from")
+        if refit_from is not None and train_cfg.epochs <= prev.train_state["epoch"]:
+            raise QsnnError(f"refit up to epoch {train_cfg.epochs}: {prev.source} is already at epoch {prev.train_state['epoch']}")
         model_cfg = prev.model_config
-        # Only the epoch budget and patience may change on resume; the recipe stays.
-        train_cfg = TrainConfig.from_dict({**prev.train_config.to_dict(), "epochs": train_cfg.epochs, "patience": train_cfg.patience})
+        # Only the epoch budget and patience may change on resume; the recipe stays (a refit
+        # changes the data split only).
+        changes: dict[str, Any] = {"epochs": train_cfg.epochs, "patience": train_cfg.patience}
+        if refit_from is not None:
+            changes["val_fraction"] = 0.0
+        train_cfg = TrainConfig.from_dict({**prev.train_config.to_dict(), **changes})
         preset = prev.preset
         limit_train = prev.train_state.get("limit_train", limit_train)
         limit_test = prev.train_state.get("limit_test", limit_test)
         saved_target = prev.train_state.get("target")
         target = TargetProfile.from_dict(saved_target) if saved_target else None
-    elif last_path.exists() and not force:
+    if not resume and last_path.exists() and not force:
         raise OutputExistsError(f"{out} already holds a run (last.pt); use --resume to continue it or --force to start over")
 
     torch.manual_seed(train_cfg.seed)
     full_train = load_split(train_cfg.dataset, "train", data_dir=data_dir, timesteps=model_cfg.timesteps, limit=limit_train, seed=train_cfg.seed)
-    train_split, val_split = train_val_split(full_train, train_cfg.val_fraction, train_cfg.seed)
+    if train_cfg.val_fraction == 0.0:
+        train_split, val_split = full_train, None
+    else:
+        train_split, val_split = train_val_split(full_train, train_cfg.val_fraction, train_cfg.seed)
     test_split = load_split(train_cfg.dataset, "test", data_dir=data_dir, timesteps=model_cfg.timesteps, limit=limit_test, seed=train_cfg.seed)
     if full_train.num_classes != model_cfg.num_classes:
         raise QsnnError(f"data set {train_cfg.dataset} has {full_train.num_classes} classes, the model {model_cfg.num_classes}")
@@ -163,13 +186,19 @@ def train(
         "limit_train": limit_train, "limit_test": limit_test,
         "target": target.to_dict() if target is not None else None,
         "init_from": init_from.source if init_from is not None else None,
+        "refit_from": None,
     }
-    if resume:
+    if prev is not None:
         model.load_state_dict(prev.state_dict, strict=False)
         ts = prev.train_state
         optimizer.load_state_dict(ts["optimizer"])
         torch.set_rng_state(ts["torch_rng"])
         state.update({k: ts[k] for k in state if k in ts})
+    if refit_from is not None:
+        # The schedule counts iterations, and an epoch of the whole set has more of them:
+        # restart the count at the branch epoch's boundary so the LR keeps its phase.
+        state.update(iteration=state["epoch"] * iters_per_epoch, bad_epochs=0,
+                     refit_from={"checkpoint": refit_from.source, "epoch": state["epoch"]})
     history: list[dict[str, Any]] = state["history"]
 
     def checkpoint(path: Path, with_state: bool, metrics: dict[str, Any]) -> None:
@@ -235,17 +264,17 @@ def train(
             if train_loss >= state["best_train_loss"]:
                 state["loss_halvings"] += 1
             state["best_train_loss"] = min(state["best_train_loss"], train_loss)
-        val_acc = evaluate(model, val_split, progress=progress, desc="validation")
+        val_acc = evaluate(model, val_split, progress=progress, desc="validation") if val_split is not None else None
         test_acc = evaluate(model, test_split, progress=progress, desc="test")
         seconds = time.perf_counter() - t0
         state["wall_seconds"] += seconds
-        improved = val_acc > state["best_val_acc"]
+        improved = val_acc is None or val_acc > state["best_val_acc"]
         if improved:
             state.update(best_val_acc=val_acc, best_epoch=epoch, test_acc_at_best=test_acc, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
         row = {"epoch": epoch, "train_loss": round(train_loss, 6), "train_acc": round(correct / max(seen, 1), 6),
-               "val_acc": round(val_acc, 6), "test_acc": round(test_acc, 6), "lr_end": state["iter_lr"][-1] if state["iter_lr"] else train_cfg.lr,
+               "val_acc": None if val_acc is None else round(val_acc, 6), "test_acc": round(test_acc, 6), "lr_end": state["iter_lr"][-1] if state["iter_lr"] else train_cfg.lr,
                "seconds": round(seconds, 1), "best_epoch": state["best_epoch"]}
         history.append(row)
         state["epoch"] = epoch
@@ -259,8 +288,9 @@ def train(
         checkpoint(last_path, True, metrics)
         _write_logs(out, history, state["iter_loss"], state["iter_lr"])
         plot_run(out, state["iter_loss"], state["iter_lr"], history)
-        line = (f"epoch {epoch}: loss {train_loss:.4f} train {row['train_acc']:.4f} val {val_acc:.4f} test {test_acc:.4f} "
+        val_text = "n/a" if val_acc is None else f"{val_acc:.4f}"
+        line = (f"epoch {epoch}: loss {train_loss:.4f} train {row['train_acc']:.4f} val {val_text} test {test_acc:.4f} "
                 f"lr {row['lr_end']:.3g} {seconds:.0f}s best@{state['best_epoch']} ({state['test_acc_at_best']:.4f})")
-        epoch_bar.set_postfix(val=f"{val_acc:.4f}", best=f"{state['best_val_acc']:.4f}@{state['best_epoch']}")
+        epoch_bar.set_postfix(val=val_text, best=f"@{state['best_epoch']}")
         log(line)
     return RunResult(out, state["epoch"], state["best_epoch"], state["best_val_acc"], state["test_acc_at_best"], history, stopped_early)

@@ -46,6 +46,48 @@ def test_resume_continues_exactly(runner, tmp_path):
     assert ca.train_state["iter_lr"] == cb.train_state["iter_lr"]
 
 
+def test_refit_branches_off_and_trains_on_all_images(runner, tmp_path):
+    """A refit continues a run's epoch-1 state on train + validation, keeping the LR's phase."""
+    small = ["--data", "synthetic", "--timesteps", "12", "--batch-size", "32", "--limit-train", "512", "--limit-test", "128", "--quiet"]
+    run, refit = tmp_path / "run", tmp_path / "refit"
+    assert runner.invoke(cli, ["train", "--out", str(run), "--epochs", "1", *small]).exit_code == 0
+    source = load_checkpoint(run / "last.pt")
+    res = runner.invoke(cli, ["train", "--out", str(refit), "--epochs", "2", "--refit-from", str(run / "last.pt"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "refit to epoch 2" in res.output
+    last = load_checkpoint(refit / "last.pt")
+    assert last.train_config.val_fraction == 0.0 and last.train_config.seed == source.train_config.seed
+    assert last.train_state["refit_from"]["epoch"] == 1
+    # 461 of 512 images per epoch before (15 batches of 32), all 512 after (16 batches)
+    n_before = len(source.train_state["iter_lr"])
+    assert n_before == 15 and len(last.train_state["iter_lr"]) == n_before + 16
+    assert last.train_state["iter_lr"][n_before] == learning_rate(last.train_config, 16, 16)
+    assert last.train_state["iter_loss"][:n_before] == source.train_state["iter_loss"]
+    history = json.loads((refit / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and history[0]["val_acc"] is not None and history[1]["val_acc"] is None
+    best = load_checkpoint(refit / "best.pt")
+    assert best.metrics["epoch"] == 2 and best.metrics["best_val_acc"] is None
+    for key in best.state_dict:
+        assert torch.equal(best.state_dict[key], last.state_dict[key]), key
+    # the refit run resumes like any run
+    res = runner.invoke(cli, ["train", "--out", str(refit), "--epochs", "3", "--resume", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert len(load_checkpoint(refit / "last.pt").train_state["iter_lr"]) == n_before + 32
+
+
+def test_refit_rejects_bad_requests(runner, tmp_path):
+    run = tmp_path / "run"
+    assert runner.invoke(cli, ["train", "--out", str(run), "--epochs", "1", *SMALL]).exit_code == 0
+    res = runner.invoke(cli, ["train", "--out", str(tmp_path / "a"), "--refit-from", str(run / "last.pt"), "--quiet"])
+    assert res.exit_code == 2 and "--epochs" in res.output
+    res = runner.invoke(cli, ["train", "--out", str(tmp_path / "b"), "--epochs", "1", "--refit-from", str(run / "last.pt"), "--quiet"])
+    assert res.exit_code != 0 and "already at epoch 1" in res.output
+    res = runner.invoke(cli, ["train", "--out", str(tmp_path / "c"), "--epochs", "2", "--refit-from", str(run / "best.pt"), "--quiet"])
+    assert res.exit_code == 3 and "no training state" in res.output
+    for out in ("a", "b", "c"):
+        assert not (tmp_path / out).exists(), out
+
+
 def test_resume_without_run_is_a_clear_error(runner, tmp_path):
     res = runner.invoke(cli, ["train", "--out", str(tmp_path / "none"), "--resume", "--quiet"])
     assert res.exit_code == 3 and "last.pt" in res.output
