@@ -81,6 +81,10 @@ def evaluate(model: Any, split: Any, batch_size: int = EVAL_BATCH, progress: boo
     return correct / max(len(split), 1)
 
 
+def _accuracy_text(acc: float | None) -> str:
+    return "n/a" if acc is None else f"{acc:.4f}"  # None: a refit has no validation split
+
+
 def _write_logs(out_dir: Path, history: list[dict[str, Any]], iter_loss: list[float], iter_lr: list[float]) -> None:
     if history:
         buf = io.StringIO()
@@ -288,9 +292,9 @@ def train(
         checkpoint(last_path, True, metrics)
         _write_logs(out, history, state["iter_loss"], state["iter_lr"])
         plot_run(out, state["iter_loss"], state["iter_lr"], history)
-        val_text = "n/a" if val_acc is None else f"{val_acc:.4f}"
+        val_text = _accuracy_text(val_acc)
         line = (f"epoch {epoch}: loss {train_loss:.4f} train {row['train_acc']:.4f} val {val_text} test {test_acc:.4f} "
                 f"lr {row['lr_end']:.3g} {seconds:.0f}s best@{state['best_epoch']} ({state['test_acc_at_best']:.4f})")
-        epoch_bar.set_postfix(val=val_text, best=f"@{state['best_epoch']}")
+        epoch_bar.set_postfix(val=val_text, best=f"{_accuracy_text(state['best_val_acc'])}@{state['best_epoch']}")
         log(line)
     return RunResult(out, state["epoch"], state["best_epoch"], state["best_val_acc"], state["test_acc_at_best"], history, stopped_early)
