@@ -84,17 +84,13 @@ def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience
     if target is not None and finetune_from is None:
         raise click.BadParameter("--target is the target of --finetune; pass --finetune MODEL too", param_hint="--target")
     model_cfg, base_train, preset_name, init_from, refit = p.model, p.train, p.name, None, None
+    from .checkpoint import load_checkpoint
+
     if refit_from is not None:
-        if finetune_from is not None or resume:
-            raise click.BadParameter("a refit starts a new run: not with --finetune or --resume", param_hint="--refit-from")
         if epochs is None:
             raise click.BadParameter("give --epochs, the epoch to refit up to (the one early stopping chose)", param_hint="--refit-from")
-        from .checkpoint import load_checkpoint
-
         refit = load_checkpoint(refit_from)
     if finetune_from is not None:
-        from .checkpoint import load_checkpoint
-
         init_from = load_checkpoint(finetune_from)
         model_cfg, preset_name = init_from.model_config, init_from.preset or p.name
         base_train = init_from.train_config or p.train

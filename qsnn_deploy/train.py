@@ -131,8 +131,9 @@ def train(
     out = Path(out_dir)
     last_path = out / "last.pt"
     prev: Checkpoint | None = None
-    if resume and refit_from is not None:
-        raise QsnnError("a refit starts a new run; resume it later with --resume alone")
+    if refit_from is not None and (resume or init_from is not None):
+        raise QsnnError("a refit starts a new run from a run's last.pt: not with --resume or --finetune "
+                        "(resume a refit later with --resume alone)")
     if resume:
         if not last_path.is_file():
             raise CheckpointError(f"--resume: no {last_path} to resume from")

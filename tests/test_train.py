@@ -84,7 +84,11 @@ def test_refit_rejects_bad_requests(runner, tmp_path):
     assert res.exit_code != 0 and "already at epoch 1" in res.output
     res = runner.invoke(cli, ["train", "--out", str(tmp_path / "c"), "--epochs", "2", "--refit-from", str(run / "best.pt"), "--quiet"])
     assert res.exit_code == 3 and "no training state" in res.output
-    for out in ("a", "b", "c"):
+    for flag in (["--resume"], ["--finetune", str(run / "best.pt")]):
+        res = runner.invoke(cli, ["train", "--out", str(tmp_path / "d"), "--epochs", "2", "--refit-from", str(run / "last.pt"),
+                                  *flag, "--quiet"])
+        assert res.exit_code != 0 and "a refit starts a new run" in res.output, flag
+    for out in ("a", "b", "c", "d"):
         assert not (tmp_path / out).exists(), out
 
 
