@@ -13,7 +13,7 @@ generated documents (derandomized, so CI sees the same ones every run):
   bit-flipped, not UTF-8).
 
 The property: a document loads, or raises ``GraphError`` (a ``QsnnError``) with a short
-message; never another exception, never a hang (a SIGALRM guard per document), and the huge
+message; never another exception, never a hang (a CPU-time guard, SIGPROF, per document), and the huge
 shape cases allocate little (``tracemalloc`` peak below 200 MB).
 """
 
