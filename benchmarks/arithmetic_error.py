@@ -14,9 +14,9 @@ from pathlib import Path
 
 
 def main() -> None:
-    from qsnn_deploy.checkpoint import build_model, load_checkpoint
-    from qsnn_deploy.demo import SHIPPED_MODEL
-    from qsnn_deploy.passes.freeze import freeze
+    from qsnn_deploy.training.checkpoint import build_model, load_checkpoint
+    from qsnn_deploy.app.demo import SHIPPED_MODEL
+    from qsnn_deploy.frontends.torch_qat import freeze
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", type=Path, default=SHIPPED_MODEL)

@@ -16,9 +16,9 @@ import numpy as np
 
 
 def main() -> None:
-    from qsnn_deploy.data import load_fmnist_test_or_subset
-    from qsnn_deploy.demo import SHIPPED_MODEL
-    from qsnn_deploy.deploy import load_deployable
+    from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
+    from qsnn_deploy.app.demo import SHIPPED_MODEL
+    from qsnn_deploy.app.loading import load_deployable
     from qsnn_deploy.exporters.onnx_plain import run_onnx, to_onnx
     from qsnn_deploy.sim import simulate
 

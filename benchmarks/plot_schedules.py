@@ -19,8 +19,8 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     from qsnn_deploy.atomic import atomic_path
-    from qsnn_deploy.config import get_preset, override
-    from qsnn_deploy.schedules import learning_rate
+    from qsnn_deploy.training.config import get_preset, override
+    from qsnn_deploy.training.schedules import learning_rate
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=60)

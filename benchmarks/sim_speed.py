@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="a trained checkpoint instead of the random-init model")
     args = parser.parse_args()
 
-    from qsnn_deploy.perf import ALLOCATOR_ENV
+    from qsnn_deploy.app.perf import ALLOCATOR_ENV
 
     if not all(os.environ.get(k) == v for k, v in ALLOCATOR_ENV.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR_ENV})
@@ -55,20 +55,20 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from qsnn_deploy.config import ModelConfig
-    from qsnn_deploy.data import load_split
+    from qsnn_deploy.training.config import ModelConfig
+    from qsnn_deploy.data.loaders import load_split
     from qsnn_deploy.errors import DataError
     from qsnn_deploy.sim import fast_plan, simulate
 
     steps = args.timesteps
     if args.checkpoint:
-        from qsnn_deploy.deploy import load_deployable, with_timesteps
+        from qsnn_deploy.app.loading import load_deployable, with_timesteps
 
         dep = with_timesteps(load_deployable(args.checkpoint, target="int4-core"), steps)
         model, graph, source = dep.model.eval(), dep.graph, f"checkpoint {args.checkpoint}"
     else:
-        from qsnn_deploy.model import QSNN
-        from qsnn_deploy.passes.freeze import freeze
+        from qsnn_deploy.training.model import QSNN
+        from qsnn_deploy.frontends.torch_qat import freeze
 
         torch.manual_seed(0)
         model = QSNN(ModelConfig(timesteps=steps)).eval()

@@ -2,7 +2,7 @@
 
 Times one optimiser step (forward, spike-count MSE loss, backward, Adam step) of the
 Fashion-MNIST QSNN at T=100 and batch 128 with both forward passes of
-``qsnn_deploy.model.QSNN``, in the same process and on the same batch, and prints both
+``qsnn_deploy.training.model.QSNN``, in the same process and on the same batch, and prints both
 times per batch and their ratio. Run it with the allocator setting the CLI uses::
 
     python benchmarks/train_speed.py [--timesteps 100] [--batch-size 128] [--repeats 3]
@@ -25,9 +25,9 @@ def main() -> None:
     parser.add_argument("--data", default="fmnist", help="fmnist (real images if installed) or synthetic")
     args = parser.parse_args()
 
-    from qsnn_deploy.perf import ALLOCATOR_ENV
+    from qsnn_deploy.app.perf import ALLOCATOR_ENV
 
-    # the same allocator setting the CLI runs with, for both trainers (see qsnn_deploy/perf.py)
+    # the same allocator setting the CLI runs with, for both trainers (see qsnn_deploy/app/perf.py)
     if not all(os.environ.get(k) == v for k, v in ALLOCATOR_ENV.items()):
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR_ENV})
 
@@ -35,10 +35,10 @@ def main() -> None:
     import snntorch.functional as SF
     import torch
 
-    from qsnn_deploy.config import get_preset, override
-    from qsnn_deploy.data import load_split
+    from qsnn_deploy.training.config import get_preset, override
+    from qsnn_deploy.data.loaders import load_split
     from qsnn_deploy.errors import DataError
-    from qsnn_deploy.model import QSNN
+    from qsnn_deploy.training.model import QSNN
 
     preset = get_preset("fmnist-int4")
     cfg = override(preset.model, timesteps=args.timesteps)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qsnn_deploy.checkpoint import build_model, load_checkpoint
-from qsnn_deploy.data import load_fmnist_test_or_subset
-from qsnn_deploy.demo import SHIPPED_MODEL
+from qsnn_deploy.training.checkpoint import build_model, load_checkpoint
+from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
+from qsnn_deploy.app.demo import SHIPPED_MODEL
 from qsnn_deploy.exporters import export
 from qsnn_deploy.exporters.json_graph import read_graph_json
-from qsnn_deploy.passes.freeze import freeze
+from qsnn_deploy.frontends.torch_qat import freeze
 from qsnn_deploy.sim import simulate
 from qsnn_deploy.targets import load_target
 from qsnn_deploy.targets.rules import check_target

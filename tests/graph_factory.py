@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from qsnn_deploy.dtypes import IntType
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d
 
 WEIGHT = IntType(4, signed=True, narrow=True)
@@ -231,7 +231,7 @@ def fmnist_deployable() -> Any:
     """The lead's frozen Fashion-MNIST model (shipped asset, else the training run), or None."""
     from pathlib import Path
 
-    from qsnn_deploy.deploy import load_deployable
+    from qsnn_deploy.app.loading import load_deployable
 
     root = Path(__file__).resolve().parents[1]
     for candidate in (root / "qsnn_deploy" / "assets" / "fmnist_int4.pt", root / "runs" / "fmnist-int4" / "best.pt"):
@@ -242,7 +242,7 @@ def fmnist_deployable() -> Any:
 
 def fmnist_images(count: int) -> np.ndarray:
     """The first ``count`` images of the Fashion-MNIST test set (or the packaged subset)."""
-    from qsnn_deploy.data import load_fmnist_test_or_subset
+    from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
 
     split, _ = load_fmnist_test_or_subset(None, count)
     return split.x.astype(np.int64)

@@ -181,8 +181,8 @@ WRITERS_CHILD = r"""
 import dataclasses, sys
 import torch
 from graph_factory import make_graph
-from qsnn_deploy.checkpoint import Checkpoint, save_checkpoint
-from qsnn_deploy.config import ModelConfig
+from qsnn_deploy.training.checkpoint import Checkpoint, save_checkpoint
+from qsnn_deploy.training.config import ModelConfig
 from qsnn_deploy.exporters.json_graph import export_graph_json
 
 ckpt_path, json_path = sys.argv[1], sys.argv[2]
@@ -201,7 +201,7 @@ while True:
 def test_real_writers_survive_sigkill(tmp_path: Path) -> None:
     import torch
 
-    from qsnn_deploy.checkpoint import load_checkpoint
+    from qsnn_deploy.training.checkpoint import load_checkpoint
     from qsnn_deploy.exporters.json_graph import read_graph_json
 
     rng = random.Random("writers")
@@ -229,9 +229,9 @@ def test_real_writers_survive_sigkill(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from qsnn_deploy.checkpoint import Checkpoint, model_state, save_checkpoint
-    from qsnn_deploy.config import ModelConfig
-    from qsnn_deploy.model import QSNN
+    from qsnn_deploy.training.checkpoint import Checkpoint, model_state, save_checkpoint
+    from qsnn_deploy.training.config import ModelConfig
+    from qsnn_deploy.training.model import QSNN
 
     cfg = ModelConfig(timesteps=4)
     return save_checkpoint(Checkpoint(cfg, model_state(QSNN(cfg))), tmp_path_factory.mktemp("ckpt") / "tiny.pt")
@@ -246,7 +246,7 @@ def test_cli_export_killed_mid_write(tmp_path: Path, tiny_checkpoint: Path) -> N
     old_graph = make_graph(3)
     export_graph_json(old_graph, out, target="int4-core", timesteps=4)
     old = out.read_bytes()
-    proc = start([sys.executable, "-m", "qsnn_deploy.cli", "export", str(tiny_checkpoint), "--format", "json", "-o", str(out),
+    proc = start([sys.executable, "-m", "qsnn_deploy.app.cli", "export", str(tiny_checkpoint), "--format", "json", "-o", str(out),
                   "--force"], tmp_path)
     caught = kill_when_temp_appears(proc, tmp_path, out.name, timeout=120)
     graph, _, _ = read_graph_json(out)  # old or new, complete and valid either way
@@ -260,10 +260,10 @@ def test_cli_train_killed_while_saving(tmp_path: Path) -> None:
     (a checkpoint, a plot, a log table), or at a random moment; every file stays whole."""
     import json
 
-    from qsnn_deploy.checkpoint import load_checkpoint
+    from qsnn_deploy.training.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
-    proc = start([sys.executable, "-m", "qsnn_deploy.cli", "train", "--out", str(run), "--data", "synthetic", "--timesteps", "2",
+    proc = start([sys.executable, "-m", "qsnn_deploy.app.cli", "train", "--out", str(run), "--data", "synthetic", "--timesteps", "2",
                   "--batch-size", "32", "--limit-train", "64", "--limit-test", "32", "--epochs", "20", "--quiet"], tmp_path)
     deadline = time.monotonic() + 180
     while not (run / "last.pt").exists():

@@ -7,13 +7,13 @@ HEAVY = ("torch", "onnx", "onnxruntime", "qonnx", "nir", "snntorch", "brevitas",
 
 
 def test_cli_import_is_light():
-    code = "import sys, qsnn_deploy.cli; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    code = "import sys, qsnn_deploy.app.cli; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY,)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"heavy modules imported by the CLI module: {out}"
 
 
 def test_help_lists_every_command(runner):
-    from qsnn_deploy.cli import cli
+    from qsnn_deploy.app.cli import cli
 
     res = runner.invoke(cli, ["--help"])
     assert res.exit_code == 0

@@ -1,4 +1,4 @@
-"""Tests of qsnn_deploy.data: IDX loading, DVS framing through tonic, synthetic data, batching."""
+"""Tests of qsnn_deploy.data.loaders: IDX loading, DVS framing through tonic, synthetic data, batching."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qsnn_deploy import data, data_dvs
-from qsnn_deploy.data import Split, iterate_batches, load_split, read_idx, train_val_split
+from qsnn_deploy.data import dvs as data_dvs
+from qsnn_deploy.data import loaders as data
+from qsnn_deploy.data.loaders import Split, iterate_batches, load_split, read_idx, train_val_split
 from qsnn_deploy.errors import DataError
 
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -382,7 +383,7 @@ def test_data_module_does_not_import_torch() -> None:
     import sys
 
     code = (
-        "import sys, qsnn_deploy.data as d; d.load_split('synthetic', 'test', limit=5); "
+        "import sys, qsnn_deploy.data.loaders as d; d.load_split('synthetic', 'test', limit=5); "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qsnn_deploy.cli import cli
-from qsnn_deploy.demo import EXPORTS, SHIPPED_MODEL
+from qsnn_deploy.app.cli import cli
+from qsnn_deploy.app.demo import EXPORTS, SHIPPED_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 

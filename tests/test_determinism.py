@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from graph_factory import make_graph, random_input, reference_run
 
-from qsnn_deploy.dtypes import IntType
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import LIF, Graph, Input, IntTensor, Output
 from qsnn_deploy.sim import SimResult, simulate, simulate_split

@@ -21,7 +21,7 @@ from qonnx.transformation.infer_shapes import InferShapes  # noqa: E402
 from qonnx.util.cleanup import cleanup_model  # noqa: E402
 from qonnx.util.inference_cost import inference_cost  # noqa: E402
 
-from qsnn_deploy.dtypes import IntType  # noqa: E402
+from qsnn_deploy.ir.dtypes import IntType  # noqa: E402
 from qsnn_deploy.errors import ExportError  # noqa: E402
 from qsnn_deploy.exporters import export  # noqa: E402
 from qsnn_deploy.exporters.qonnx_export import export_qonnx, to_qonnx  # noqa: E402

@@ -7,14 +7,14 @@ import pytest
 import snntorch.functional as SF
 import torch
 
-from qsnn_deploy.checkpoint import load_checkpoint
-from qsnn_deploy.cli import cli
-from qsnn_deploy.config import ModelConfig
-from qsnn_deploy.dtypes import IntType
+from qsnn_deploy.training.checkpoint import load_checkpoint
+from qsnn_deploy.app.cli import cli
+from qsnn_deploy.training.config import ModelConfig
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import QsnnError
-from qsnn_deploy.finetune import TargetArithmetic
-from qsnn_deploy.model import QSNN
-from qsnn_deploy.passes.freeze import freeze
+from qsnn_deploy.training.finetune import TargetArithmetic
+from qsnn_deploy.training.model import QSNN
+from qsnn_deploy.frontends.torch_qat import freeze
 from qsnn_deploy.sim import simulate
 from qsnn_deploy.targets import load_target
 

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from qsnn_deploy.config import ModelConfig
-from qsnn_deploy.dtypes import IntType
+from qsnn_deploy.training.config import ModelConfig
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import LIF, Conv2d, Linear
-from qsnn_deploy.model import QSNN
-from qsnn_deploy.parity import run_parity
-from qsnn_deploy.passes.freeze import freeze
+from qsnn_deploy.training.model import QSNN
+from qsnn_deploy.app.parity import run_parity
+from qsnn_deploy.frontends.torch_qat import freeze
 from qsnn_deploy.targets import load_target
 
 INT4 = load_target("int4-core")

@@ -226,7 +226,7 @@ def mutated_documents(draw: st.DrawFn) -> str:
                 parent[path[-1]] = [target, draw(hostile)]
     elif kind == "beyond_width":
         tensor = _get(doc, draw(st.sampled_from(TENSOR_PATHS)))
-        from qsnn_deploy.dtypes import IntType
+        from qsnn_deploy.ir.dtypes import IntType
 
         dtype = IntType.parse(tensor["dtype"])
         over = draw(st.sampled_from([1, 2, 2**20, 2**70]))

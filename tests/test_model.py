@@ -7,9 +7,9 @@ import snntorch.functional as SF
 import torch
 from snntorch import surrogate
 
-from qsnn_deploy.config import ModelConfig
-from qsnn_deploy.lif_torch import lif_sequence
-from qsnn_deploy.model import QSNN, fold_avgpool2x2, predict
+from qsnn_deploy.training.config import ModelConfig
+from qsnn_deploy.training.lif_autograd import lif_sequence
+from qsnn_deploy.training.model import QSNN, fold_avgpool2x2, predict
 
 
 def _dyadic_model(cfg: ModelConfig, seed: int) -> QSNN:
@@ -153,7 +153,7 @@ def test_frames_input_matches_per_step_loop():
 
 
 def test_dropout_rate_scale_gradient_and_reproducibility():
-    from qsnn_deploy.lif_torch import dropout
+    from qsnn_deploy.training.lif_autograd import dropout
 
     x = torch.ones(50, 64, 256, requires_grad=True)
     torch.manual_seed(7)

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import torch
 
-from qsnn_deploy.checkpoint import Checkpoint, load_checkpoint, model_state, save_checkpoint
-from qsnn_deploy.cli import cli
-from qsnn_deploy.config import ModelConfig
-from qsnn_deploy.model import QSNN
+from qsnn_deploy.training.checkpoint import Checkpoint, load_checkpoint, model_state, save_checkpoint
+from qsnn_deploy.app.cli import cli
+from qsnn_deploy.training.config import ModelConfig
+from qsnn_deploy.training.model import QSNN
 
 DATA = ["--data", "synthetic", "--limit", "8"]
 

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from graph_factory import make_graph  # noqa: E402
 
-from qsnn_deploy.dtypes import IntType  # noqa: E402
+from qsnn_deploy.ir.dtypes import IntType  # noqa: E402
 from qsnn_deploy.errors import TargetError  # noqa: E402
 from qsnn_deploy.ir import LIF, Conv2d, Graph, IntTensor, Linear  # noqa: E402
 from qsnn_deploy.targets import TargetProfile, load_target  # noqa: E402

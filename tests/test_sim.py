@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent))
 from graph_factory import make_graph, random_input  # noqa: E402
 
-from qsnn_deploy.dtypes import IntType  # noqa: E402
+from qsnn_deploy.ir.dtypes import IntType  # noqa: E402
 from qsnn_deploy.errors import GraphError, QsnnError, TargetError  # noqa: E402
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d  # noqa: E402
 from qsnn_deploy.sim import LayerStats, simulate, simulate_split  # noqa: E402

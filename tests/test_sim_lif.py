@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qsnn_deploy.dtypes import IntType
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import LIF, IntTensor
 from qsnn_deploy.sim import lif

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from qsnn_deploy.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
-from qsnn_deploy.cli import cli
-from qsnn_deploy.config import ModelConfig, TrainConfig, get_preset
+from qsnn_deploy.training.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
+from qsnn_deploy.app.cli import cli
+from qsnn_deploy.training.config import ModelConfig, TrainConfig, get_preset
 from qsnn_deploy.errors import CheckpointError
-from qsnn_deploy.schedules import learning_rate
+from qsnn_deploy.training.schedules import learning_rate
 
 SMALL = ["--data", "synthetic", "--timesteps", "12", "--batch-size", "64", "--limit-train", "320", "--limit-test", "128", "--quiet"]
 
@@ -120,8 +120,8 @@ def test_presets_follow_table_one():
 
 
 def _tiny_ckpt() -> Checkpoint:
-    from qsnn_deploy.checkpoint import model_state
-    from qsnn_deploy.model import QSNN
+    from qsnn_deploy.training.checkpoint import model_state
+    from qsnn_deploy.training.model import QSNN
 
     cfg = ModelConfig(timesteps=5)
     return Checkpoint(cfg, model_state(QSNN(cfg)))

@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportError
-from ..ir import Graph
+from qsnn_deploy.errors import ExportError
+from qsnn_deploy.ir import Graph
 
 #: format name -> (module, export function)
 FORMATS: dict[str, tuple[str, str]] = {

@@ -17,9 +17,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..errors import ExportError, GraphError
-from ..ir import LIF, Conv2d, Graph, Input, Linear, SumPool2d
-from ..ir.tensor import MAX_ELEMENTS
+from qsnn_deploy.errors import ExportError, GraphError
+from qsnn_deploy.ir import LIF, Conv2d, Graph, Input, Linear, SumPool2d
+from qsnn_deploy.ir.tensor import MAX_ELEMENTS
 
 #: ONNX opset and IR version of every model we write (onnxruntime >= 1.14 runs both)
 OPSET = 17

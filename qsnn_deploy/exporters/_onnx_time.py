@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto
 
-from ..ir import LIF, Output
-from ._onnx_common import Builder, Dim, channel_shape, state_names
+from qsnn_deploy.ir import LIF, Output
+from qsnn_deploy.exporters._onnx_common import Builder, Dim, channel_shape, state_names
 
 SpikeFn = Callable[[Builder, str, LIF, str, tuple[Dim, ...]], str]
 

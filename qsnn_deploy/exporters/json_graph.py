@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import write_text_atomic
-from ..errors import ExportError, GraphError, QsnnError
-from ..ir import FORMAT, VERSION, Graph, IntTensor
-from ..ir.tensor import MAX_ELEMENTS
-from ..targets import TargetProfile, load_target
+from qsnn_deploy.atomic import write_text_atomic
+from qsnn_deploy.errors import ExportError, GraphError, QsnnError
+from qsnn_deploy.ir import FORMAT, VERSION, Graph, IntTensor
+from qsnn_deploy.ir.tensor import MAX_ELEMENTS
+from qsnn_deploy.targets import TargetProfile, load_target
 
 #: largest document :func:`read_graph_json` reads (the IR's own limits bound what it builds)
 MAX_DOCUMENT_BYTES = 200 * 2**20
@@ -125,7 +125,7 @@ def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dic
     if x.dtype.kind not in "iub" or not node.dtype.contains(x):
         raise ExportError(f"golden inputs must be integers within the input type {node.dtype.name}")
     try:
-        from ..sim import simulate
+        from qsnn_deploy.sim import simulate
     except ImportError as exc:
         raise ExportError(f"golden vectors need the simulator (qsnn_deploy.sim): {exc}") from None
     try:

@@ -7,7 +7,7 @@ Two forms:
   ``L_s_in``; outputs ``L_v_out``, ``L_s_out`` and ``out_spikes`` (what the Output node
   counts). Start from zeros and feed each ``*_out`` back as the matching ``*_in``.
 - **unrolled** (``unroll=True``): T steps in one graph. Input ``x`` (B, *shape) for static
-  inputs or (B, T, *shape) for frames (the layout of :mod:`qsnn_deploy.data`); outputs ``counts`` (B, n_out) and ``L_spikes``
+  inputs or (B, T, *shape) for frames (the layout of :mod:`qsnn_deploy.data.loaders`); outputs ``counts`` (B, n_out) and ``L_spikes``
   (T, B, *shape) per LIF layer. A static input's layers before the first LIF run once.
 
 Every tensor is float64 holding integers: onnxruntime has no integer or float64 ``Conv``
@@ -31,11 +31,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from ..atomic import write_bytes_atomic
-from ..errors import ExportError
-from ..ir import Conv2d, Flatten, Graph, Input, Linear, SumPool2d
-from ._onnx_common import (EXACT_F64, OPSET, Builder, chain_of, check_exact, conv_gather_indices, pool_gather_indices)
-from ._onnx_time import Lowering, build_body, drive_step_model, spike_compare
+from qsnn_deploy.atomic import write_bytes_atomic
+from qsnn_deploy.errors import ExportError
+from qsnn_deploy.ir import Conv2d, Flatten, Graph, Input, Linear, SumPool2d
+from qsnn_deploy.exporters._onnx_common import (EXACT_F64, OPSET, Builder, chain_of, check_exact, conv_gather_indices, pool_gather_indices)
+from qsnn_deploy.exporters._onnx_time import Lowering, build_body, drive_step_model, spike_compare
 
 BATCH = "batch"
 MAX_UNROLL = 1024

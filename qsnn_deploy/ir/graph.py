@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
-from ..errors import GraphError
-from .nodes import LIF, Input, Node, Output, Shape
-from .tensor import MAX_ELEMENTS
+from qsnn_deploy.errors import GraphError
+from qsnn_deploy.ir.nodes import LIF, Input, Node, Output, Shape
+from qsnn_deploy.ir.tensor import MAX_ELEMENTS
 
 MAX_NODES = 10_000
 FORMAT = "qsnn-deploy-graph"

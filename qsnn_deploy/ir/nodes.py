@@ -12,9 +12,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..dtypes import IntType
-from ..errors import GraphError
-from .tensor import IntTensor
+from qsnn_deploy.ir.dtypes import IntType
+from qsnn_deploy.errors import GraphError
+from qsnn_deploy.ir.tensor import IntTensor
 
 Shape = tuple[int, ...]
 

@@ -1,4 +1,4 @@
-"""Integer tensors of the IR: values plus the :class:`~qsnn_deploy.dtypes.IntType` they fit."""
+"""Integer tensors of the IR: values plus the :class:`~qsnn_deploy.ir.dtypes.IntType` they fit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import IntType
-from ..errors import GraphError
+from qsnn_deploy.ir.dtypes import IntType
+from qsnn_deploy.errors import GraphError
 
 #: largest tensor a graph may declare (guards readers of untrusted JSON against huge allocations)
 MAX_ELEMENTS = 50_000_000

@@ -5,6 +5,6 @@ backed by :mod:`.reference` (plain NumPy, the readable definition) or :mod:`.fas
 (torch + Numba, bit-identical). :mod:`.lif` is the neuron arithmetic both share.
 """
 
-from .run import BACKENDS, LayerStats, SimResult, SplitReport, simulate, simulate_split
+from qsnn_deploy.sim.simulator import BACKENDS, LayerStats, SimResult, SplitReport, simulate, simulate_split
 
 __all__ = ["BACKENDS", "LayerStats", "SimResult", "SplitReport", "simulate", "simulate_split"]

@@ -34,13 +34,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..dtypes import IntType
-from ..errors import TargetError
-from ..ir import Graph
-from . import fast_kernels, lif, reference
-from .fast_kernels import available, unavailable_reason
-from .fast_plan import _cached_plan, _Segment
-from .reference import BackendRun
+from qsnn_deploy.ir.dtypes import IntType
+from qsnn_deploy.errors import TargetError
+from qsnn_deploy.ir import Graph
+from qsnn_deploy.sim import fast_kernels, lif, reference
+from qsnn_deploy.sim.fast_kernels import available, unavailable_reason
+from qsnn_deploy.sim.fast_plan import _cached_plan, _Segment
+from qsnn_deploy.sim.reference import BackendRun
 
 # Largest (Tc, B, ...) activation of a chunk, at 8 bytes per value. Measured at B = 256 on the
 # Fashion-MNIST net: 24 MiB chunks (5 steps) ran at 45%, 96 MiB at 75% of the 384 MiB speed.

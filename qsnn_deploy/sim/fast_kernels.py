@@ -153,7 +153,7 @@ def scan_recorded(sums: np.ndarray, static: bool, steps: int, p: Any, channels: 
     Raises:
         TargetError: overflow policy ``error`` and the membrane left the state type.
     """
-    from ..errors import TargetError
+    from qsnn_deploy.errors import TargetError
 
     if unavailable_reason() is not None:
         raise RuntimeError(f"the Numba LIF kernel is unavailable: {unavailable_reason()}")

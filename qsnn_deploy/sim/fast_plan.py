@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import LIF, Conv2d, Flatten, Graph, Linear, Output, SumPool2d
-from . import lif
+from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Linear, Output, SumPool2d
+from qsnn_deploy.sim import lif
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..dtypes import IntType
-from ..errors import TargetError
-from ..ir.nodes import LIF
+from qsnn_deploy.ir.dtypes import IntType
+from qsnn_deploy.errors import TargetError
+from qsnn_deploy.ir.nodes import LIF
 
 
 class LIFParams(NamedTuple):

@@ -4,7 +4,7 @@ This module is the executable form of the IR's semantics and is written to be re
 hardware team. Every node is a few lines of integer NumPy; the time loop feeds each step's
 input through the chain in order. It imports no torch (a test checks this), has no fast
 paths and no floating point, so it is exact by construction as long as no int64 sum
-overflows, which :func:`qsnn_deploy.sim.run.simulate` proves from the weights before
+overflows, which :func:`qsnn_deploy.sim.simulator.simulate` proves from the weights before
 calling it.
 
 Per step t, with x[t] the input (the same array at every t for a ``static`` Input)::
@@ -25,10 +25,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..dtypes import IntType
-from ..errors import TargetError
-from ..ir import LIF, Conv2d, Flatten, Graph, Linear, Node, Output, SumPool2d
-from . import lif
+from qsnn_deploy.ir.dtypes import IntType
+from qsnn_deploy.errors import TargetError
+from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Linear, Node, Output, SumPool2d
+from qsnn_deploy.sim import lif
 
 
 class BackendRun(NamedTuple):
@@ -104,7 +104,7 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False,
     """Simulate one batch step by step.
 
     Args:
-        graph: a chain graph, checked by :func:`qsnn_deploy.sim.run.simulate`.
+        graph: a chain graph, checked by :func:`qsnn_deploy.sim.simulator.simulate`.
         x: int64 input, (B, *shape) for a ``static`` Input or (B, T, *shape) for ``frames``.
         timesteps: T.
         record: also return every LIF layer's spikes at every step.

@@ -14,9 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..dtypes import IntType
-from ..errors import GraphError, TargetError
-from ..ir.nodes import COMPARES, OVERFLOWS, RESET_TIMINGS, RESETS, ROUNDINGS
+from qsnn_deploy.ir.dtypes import IntType
+from qsnn_deploy.errors import GraphError, TargetError
+from qsnn_deploy.ir.nodes import COMPARES, OVERFLOWS, RESET_TIMINGS, RESETS, ROUNDINGS
 
 
 @dataclass(frozen=True)

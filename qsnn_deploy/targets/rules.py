@@ -24,9 +24,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import GraphError, TargetError
-from ..ir import LIF, Conv2d, Graph, Input, Linear, SumPool2d
-from . import TargetProfile
+from qsnn_deploy.errors import GraphError, TargetError
+from qsnn_deploy.ir import LIF, Conv2d, Graph, Input, Linear, SumPool2d
+from qsnn_deploy.targets import TargetProfile
 
 Rule = Callable[[Graph, TargetProfile], None]
 

@@ -14,9 +14,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from .atomic import write_atomic
-from .data_split import Split, _limit_indices
-from .errors import DataError
+from qsnn_deploy.atomic import write_atomic
+from qsnn_deploy.data.split import Split, _limit_indices
+from qsnn_deploy.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GraphError, QsnnError, TargetError
-from ..ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
-from ..targets import TargetProfile
-from . import reference
+from qsnn_deploy.errors import GraphError, QsnnError, TargetError
+from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
+from qsnn_deploy.targets import TargetProfile
+from qsnn_deploy.sim import reference
 
 BACKENDS = ("auto", "fast", "reference")
 #: largest |value| any int64 sum may reach (2^62 leaves room for the LIF's additions)
@@ -224,7 +224,7 @@ def _backend(backend: str) -> Any:
         raise QsnnError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "reference":
         return reference
-    from . import fast
+    from qsnn_deploy.sim import fast
 
     if fast.available():
         return fast

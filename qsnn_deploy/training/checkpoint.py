@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path
-from .config import ModelConfig, TrainConfig
-from .errors import CheckpointError, QsnnError
+from qsnn_deploy.atomic import atomic_path
+from qsnn_deploy.training.config import ModelConfig, TrainConfig
+from qsnn_deploy.errors import CheckpointError, QsnnError
 
 FORMAT = "qsnn-deploy-checkpoint"
 VERSION = 1
@@ -180,7 +180,7 @@ def check_finite(state_dict: dict[str, Any], where: str | Path) -> None:
 
 def build_model(ckpt: Checkpoint):
     """Rebuild the QSNN of ``ckpt`` with its weights, in eval mode."""
-    from .model import QSNN
+    from qsnn_deploy.training.model import QSNN
 
     model = QSNN(ckpt.model_config)
     expected = {k for k in model.state_dict() if not _TRANSIENT.match(k)}

@@ -2,12 +2,12 @@
 
 Recipe (Eshraghian et al. 2022): spike-count MSE loss (snnTorch ``mse_count_loss``, correct
 class 80% of steps, others 20%), Adam, an LR schedule stepped every minibatch (see
-:mod:`qsnn_deploy.schedules`), optional gradient-norm clipping (1.0) and weight clamping to
+:mod:`qsnn_deploy.training.schedules`), optional gradient-norm clipping (1.0) and weight clamping to
 [-1, 1] after each optimiser step. Early stopping watches a validation split held out of
 the training set; the reported test accuracy is the one at the best validation epoch.
 
 Target-aware fine-tuning (``target`` given, usually with ``init_from`` a trained model): the
-LIF layers run the target's integer arithmetic (:mod:`qsnn_deploy.finetune`), so the loss,
+LIF layers run the target's integer arithmetic (:mod:`qsnn_deploy.training.finetune`), so the loss,
 the logged accuracies and the early stopping are those of the integer deployment. The model
 runs in eval mode (frozen BatchNorm statistics, no dropout), as the fold requires. Epoch 0 is
 the starting model: best.pt changes only if fine-tuning beats it on validation.
@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_text_atomic
-from .checkpoint import Checkpoint, load_checkpoint, model_state, save_checkpoint
-from .config import ModelConfig, TrainConfig
-from .errors import CheckpointError, OutputExistsError, QsnnError
+from qsnn_deploy.atomic import write_text_atomic
+from qsnn_deploy.training.checkpoint import Checkpoint, load_checkpoint, model_state, save_checkpoint
+from qsnn_deploy.training.config import ModelConfig, TrainConfig
+from qsnn_deploy.errors import CheckpointError, OutputExistsError, QsnnError
 
 EVAL_BATCH = 256
 
@@ -66,8 +66,8 @@ def evaluate(model: Any, split: Any, batch_size: int = EVAL_BATCH, progress: boo
     import torch
     from tqdm import tqdm
 
-    from .data import iterate_batches
-    from .model import predict
+    from qsnn_deploy.data.loaders import iterate_batches
+    from qsnn_deploy.training.model import predict
 
     was_training = model.training
     model.eval()
@@ -121,12 +121,12 @@ def train(
     import snntorch.functional as SF
     from tqdm import tqdm
 
-    from .data import iterate_batches, load_split, train_val_split
-    from .finetune import TargetArithmetic
-    from .model import QSNN, predict
-    from .targets import TargetProfile, load_target
-    from .plots import plot_run
-    from .schedules import learning_rate
+    from qsnn_deploy.data.loaders import iterate_batches, load_split, train_val_split
+    from qsnn_deploy.training.finetune import TargetArithmetic
+    from qsnn_deploy.training.model import QSNN, predict
+    from qsnn_deploy.targets import TargetProfile, load_target
+    from qsnn_deploy.training.plots import plot_run
+    from qsnn_deploy.training.schedules import learning_rate
 
     out = Path(out_dir)
     last_path = out / "last.pt"

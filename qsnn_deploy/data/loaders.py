@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 # The loaders' public constants (DVS_*, IDX_*, IMAGE_SIZE, KINDS, SYNTHETIC_*) were defined
-# here before the loaders got their own modules; they stay reachable as ``qsnn_deploy.data.<NAME>``.
-from .data_dvs import (  # noqa: F401
+# here before the loaders got their own modules; they stay reachable as ``qsnn_deploy.data.loaders.<NAME>``.
+from qsnn_deploy.data.dvs import (  # noqa: F401
     DVS_ARCHIVES,
     DVS_BIN_US,
     DVS_CLASSES,
@@ -35,7 +35,7 @@ from .data_dvs import (  # noqa: F401
     DVS_SPATIAL_FACTOR,
     _load_dvs,
 )
-from .data_idx import (  # noqa: F401
+from qsnn_deploy.data.idx import (  # noqa: F401
     IDX_CLASSES,
     IDX_FILES,
     IMAGE_SIZE,
@@ -43,14 +43,14 @@ from .data_idx import (  # noqa: F401
     _load_idx_split,
     read_idx,
 )
-from .data_split import _VAL_SALT, KINDS, Split, _limit_indices  # noqa: F401
-from .data_synthetic import (  # noqa: F401
+from qsnn_deploy.data.split import _VAL_SALT, KINDS, Split, _limit_indices  # noqa: F401
+from qsnn_deploy.data.synthetic import (  # noqa: F401
     SYNTHETIC_FRAMES_SIZES,
     SYNTHETIC_SIZES,
     _synthetic_frames,
     _synthetic_static,
 )
-from .errors import DataError
+from qsnn_deploy.errors import DataError
 
 #: where each file-backed data set is looked for when no ``data_dir`` is given
 DEFAULT_DIRS: dict[str, Path] = {
@@ -211,7 +211,7 @@ __all__ = [
 
 
 #: 1,000 Fashion-MNIST test images (seeded subset) shipped for the demo on machines without the data set
-PACKAGED_SUBSET = Path(__file__).parent / "assets" / "fmnist_test_subset.npz"
+PACKAGED_SUBSET = Path(__file__).parent.parent / "assets" / "fmnist_test_subset.npz"
 
 
 def load_fmnist_test_or_subset(data_dir: str | Path | None = None, limit: int | None = None) -> tuple[Split, str]:

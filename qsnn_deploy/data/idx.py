@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data_split import Split
-from .errors import DataError
+from qsnn_deploy.data.split import Split
+from qsnn_deploy.errors import DataError
 
 #: IDX file stems per split: (images, labels)
 IDX_FILES: dict[str, tuple[str, str]] = {

@@ -1,6 +1,6 @@
 """The :class:`Split` container every loader returns, and the seeded subset they all share.
 
-It sits apart from :mod:`qsnn_deploy.data` so the loaders (:mod:`.data_idx`, :mod:`.data_dvs`,
+It sits apart from :mod:`qsnn_deploy.data.loaders` so the loaders (:mod:`.data_idx`, :mod:`.data_dvs`,
 :mod:`.data_synthetic`) can build splits without importing the front door that imports them.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DataError
+from qsnn_deploy.errors import DataError
 
 KINDS: tuple[str, ...] = ("static", "frames")
 # salts so that limit, validation split and synthetic data draw independent streams

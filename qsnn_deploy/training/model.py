@@ -12,7 +12,7 @@ Two forward passes share one set of parameters:
 - :meth:`QSNN.forward` is the fast path used for training and inference. A static image's
   first conv + pool + BN is computed once, not T times; every later layer runs over all T
   steps in one batched call, with the whole LIF recurrence in one autograd Function
-  (:mod:`qsnn_deploy.lif_torch`); conv + 2x2 average pooling runs as one stride-2 conv with
+  (:mod:`qsnn_deploy.training.lif_autograd`); conv + 2x2 average pooling runs as one stride-2 conv with
   the pooling folded into a 6x6 kernel (2.8x fewer MACs, the same linear map).
 
 Inputs are raw integers (pixels 0..255, event counts); the model multiplies them by
@@ -28,8 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import ModelConfig
-from .lif_torch import dropout, lif_sequence
+from qsnn_deploy.training.config import ModelConfig
+from qsnn_deploy.training.lif_autograd import dropout, lif_sequence
 
 
 @dataclass
@@ -81,7 +81,7 @@ class QSNN(nn.Module):
         self.fc = _make_linear(config, config.dense_in, config.num_classes)
         self.dropout = nn.Dropout(config.dropout)
         self.lifs = nn.ModuleList(_make_leaky(config) for _ in range(len(config.conv_channels) + 1))
-        # qsnn_deploy.finetune.TargetArithmetic: run the LIF layers as a target core does (None: float)
+        # qsnn_deploy.training.finetune.TargetArithmetic: run the LIF layers as a target core does (None: float)
         self.target_arithmetic: Any = None
 
     # -- parameters as the forward passes see them ------------------------------------
@@ -174,7 +174,7 @@ class QSNN(nn.Module):
         ``x``: (B, C, H, W) static image or (B, T, C, H, W) frames, raw integers or floats.
         Returns output spikes (T, B, classes), or a :class:`ForwardRecord` if ``record``.
         With :attr:`target_arithmetic` set, the LIF layers run a target's integer arithmetic
-        instead and the spikes are the integer deployment's (:mod:`qsnn_deploy.finetune`).
+        instead and the spikes are the integer deployment's (:mod:`qsnn_deploy.training.finetune`).
         """
         cfg = self.config
         steps = cfg.timesteps

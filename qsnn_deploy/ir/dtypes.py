@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import GraphError
+from qsnn_deploy.errors import GraphError
 
 _NAME = re.compile(r"^(U?)INT(\d+)(_NARROW)?$")
 

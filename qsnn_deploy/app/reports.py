@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_text_atomic
+from qsnn_deploy.atomic import write_text_atomic
 
 
 def write_json(path: str | Path, doc: dict[str, Any]) -> Path:

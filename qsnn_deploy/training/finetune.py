@@ -1,11 +1,11 @@
 r"""Target-aware fine-tuning: the target's integer LIF arithmetic inside the training forward pass.
 
-Freeze (:mod:`qsnn_deploy.passes.freeze`) writes each spiking layer's float current as
+Freeze (:mod:`qsnn_deploy.frontends.torch_qat`) writes each spiking layer's float current as
 ``I = a_c A + b_c`` with ``A`` the integer synaptic sum, and runs the integer neuron
 
     V[t] = ovf(D(V[t-1]) + (A[t] << F) + B_c - S[t-1] Theta_c),   S[t] = V[t] > Theta_c
 
-on the target. With :class:`TargetArithmetic` attached to a :class:`~qsnn_deploy.model.QSNN`,
+on the target. With :class:`TargetArithmetic` attached to a :class:`~qsnn_deploy.training.model.QSNN`,
 every LIF layer of the fast forward recovers ``A = round((I - b_c) / a_c)`` from its float
 current, steps the target's neuron with the simulator's own function
 (:func:`qsnn_deploy.sim.lif.step`: fixed-point decay, integer threshold and bias, saturation)
@@ -13,7 +13,7 @@ and hands the integer spikes to the next layer. The forward pass is therefore th
 deployment: its output spikes equal the simulator's on the frozen graph (tested), and the
 loss is the deployed network's loss.
 
-Backward is straight-through: the float LIF's surrogate gradient (:mod:`qsnn_deploy.lif_torch`)
+Backward is straight-through: the float LIF's surrogate gradient (:mod:`qsnn_deploy.training.lif_autograd`)
 with dU/dI = 1 and decay beta, ignoring the rounding of A, D, Theta, B and the saturation,
 evaluated at the integer membrane expressed in float units relative to its own threshold::
 
@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import QsnnError
-from .lif_torch import surrogate_backward
-from .sim import lif as int_lif
-from .targets import TargetProfile, load_target
+from qsnn_deploy.errors import QsnnError
+from qsnn_deploy.training.lif_autograd import surrogate_backward
+from qsnn_deploy.sim import lif as int_lif
+from qsnn_deploy.targets import TargetProfile, load_target
 
 # |A - round(A)| above this means the current is not a*A + b for integer A: BN in training mode,
 # active dropout, or an input that is not integer. float32 rounding leaves far less: on the
@@ -66,7 +66,7 @@ class TargetArithmetic:
 
     def refresh(self, model: Any) -> None:
         """Re-derive every layer's integer parameters from the model's current weights."""
-        from .passes.freeze import spiking_layers
+        from qsnn_deploy.frontends.torch_qat import spiking_layers
 
         with torch.no_grad():
             self.layers = [TargetLayer(int_lif.LIFParams.from_node(node, f"lif{i + 1}"), fold.a, fold.b)
@@ -74,7 +74,7 @@ class TargetArithmetic:
 
     def lif(self, i: int, current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, slope: float,
             steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer ``i``'s LIF over all steps in target arithmetic; same contract as :func:`~qsnn_deploy.lif_torch.lif_sequence`.
+        """Layer ``i``'s LIF over all steps in target arithmetic; same contract as :func:`~qsnn_deploy.training.lif_autograd.lif_sequence`.
 
         Returns (spikes, U) where U is the float-unit membrane of the module docstring.
         """
@@ -86,8 +86,8 @@ class TargetArithmetic:
 def _integer_lif(sums: np.ndarray, static: bool, steps: int, p: int_lif.LIFParams,
                  per_step: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """S[t] and V[t], (steps, *per_step) float64, of the target's neuron on integer sums ``sums`` (float64)."""
-    from .sim import fast_kernels
-    from .sim.fast_plan import float_lif_exact
+    from qsnn_deploy.sim import fast_kernels
+    from qsnn_deploy.sim.fast_plan import float_lif_exact
 
     bound = float(np.abs(sums).max()) if sums.size else 0.0
     if fast_kernels.available() and float_lif_exact(p, bound):

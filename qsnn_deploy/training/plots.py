@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .atomic import atomic_path
+from qsnn_deploy.atomic import atomic_path
 
 
 def _save(fig: Any, path: Path) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data_dvs import DVS_CLASSES, DVS_SENSOR
-from .data_idx import IDX_CLASSES, IMAGE_SIZE
-from .data_split import Split, _limit_indices
+from qsnn_deploy.data.dvs import DVS_CLASSES, DVS_SENSOR
+from qsnn_deploy.data.idx import IDX_CLASSES, IMAGE_SIZE
+from qsnn_deploy.data.split import Split, _limit_indices
 
 SYNTHETIC_SIZES: dict[str, int] = {"train": 512, "test": 256}
 SYNTHETIC_FRAMES_SIZES: dict[str, int] = {"train": 256, "test": 128}

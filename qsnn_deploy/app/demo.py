@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .errors import QsnnError
+from qsnn_deploy.errors import QsnnError
 
 #: the model trained by examples/fmnist_int4/COMMAND (examples/fmnist_int4/model.pt links here)
-SHIPPED_MODEL = Path(__file__).parent / "assets" / "fmnist_int4.pt"
+SHIPPED_MODEL = Path(__file__).parent.parent / "assets" / "fmnist_int4.pt"
 EXPORTS = {"json": "model.json", "onnx": "model.onnx", "qonnx": "model.qonnx.onnx", "nir": "model.nir"}
 
 
@@ -22,12 +22,12 @@ def run_demo(out_dir: str | Path, *, model_path: str | Path | None = None, limit
     """Run the demo into ``out_dir``; return the parity document."""
     from rich.console import Console
 
-    from .data import load_fmnist_test_or_subset
-    from .deploy import load_deployable
-    from .exporters import export
-    from .parity import run_parity
-    from .reports import print_parity, print_simulation, simulation_json, write_json
-    from .targets.rules import check_target
+    from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
+    from qsnn_deploy.app.loading import load_deployable
+    from qsnn_deploy.exporters import export
+    from qsnn_deploy.app.parity import run_parity
+    from qsnn_deploy.app.reports import print_parity, print_simulation, simulation_json, write_json
+    from qsnn_deploy.targets.rules import check_target
 
     console = Console()
     t0 = time.perf_counter()

@@ -82,8 +82,8 @@ def run_parity(model: Any, graph: Any, x: np.ndarray, y: np.ndarray, *, target: 
     import torch
     from tqdm import tqdm
 
-    from .model import predict
-    from .sim import SplitReport, simulate
+    from qsnn_deploy.training.model import predict
+    from qsnn_deploy.sim import SplitReport, simulate
 
     timesteps = model.config.timesteps
     lif_names = [name for name, _ in graph.lif_layers()]

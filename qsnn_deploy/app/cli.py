@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .errors import QsnnError
+from qsnn_deploy.errors import QsnnError
 
 DATA_CHOICES = ["fmnist", "mnist", "dvs", "synthetic"]
 
@@ -75,8 +75,8 @@ def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience
     (taken from the run's history, e.g. with git) and trains the same recipe on all training
     images up to epoch N: the refit after early stopping has chosen N on the validation split.
     """
-    from .config import get_preset, override
-    from .train import train as run_train
+    from qsnn_deploy.training.config import get_preset, override
+    from qsnn_deploy.training.trainer import train as run_train
 
     p = get_preset(preset)
     if timesteps is not None and timesteps < 1:
@@ -84,7 +84,7 @@ def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience
     if target is not None and finetune_from is None:
         raise click.BadParameter("--target is the target of --finetune; pass --finetune MODEL too", param_hint="--target")
     model_cfg, base_train, preset_name, init_from, refit = p.model, p.train, p.name, None, None
-    from .checkpoint import load_checkpoint
+    from qsnn_deploy.training.checkpoint import load_checkpoint
 
     if refit_from is not None:
         if epochs is None:
@@ -116,7 +116,7 @@ def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience
 @cli.command()
 def presets() -> None:
     """List the training presets (Table I of the paper)."""
-    from .config import PRESETS
+    from qsnn_deploy.training.config import PRESETS
 
     for p in PRESETS.values():
         m, t = p.model, p.train
@@ -135,7 +135,7 @@ def model_options(fn):
 
 
 def _load(model_path, target, timesteps, preset, trust_checkpoint):
-    from .deploy import load_deployable, with_timesteps
+    from qsnn_deploy.app.loading import load_deployable, with_timesteps
 
     if trust_checkpoint:
         click.echo(f"warning: --trust-checkpoint: fully unpickling {model_path}; this runs any code the file holds", err=True)
@@ -152,10 +152,10 @@ def _load(model_path, target, timesteps, preset, trust_checkpoint):
 @click.option("--quiet", is_flag=True)
 def simulate(model_path, target, timesteps, preset, trust_checkpoint, data, data_dir, limit, batch_size, backend, json_path, quiet) -> None:
     """Bit-accurate integer simulation on a target: per-layer table and accuracy."""
-    from .deploy import load_eval_data
-    from .reports import print_simulation, simulation_json, write_json
-    from .sim import simulate_split
-    from .targets.rules import check_target
+    from qsnn_deploy.app.loading import load_eval_data
+    from qsnn_deploy.app.reports import print_simulation, simulation_json, write_json
+    from qsnn_deploy.sim import simulate_split
+    from qsnn_deploy.targets.rules import check_target
 
     dep = _load(model_path, target, timesteps, preset, trust_checkpoint)
     check_target(dep.graph, dep.target)
@@ -178,10 +178,10 @@ def simulate(model_path, target, timesteps, preset, trust_checkpoint, data, data
 @click.option("--quiet", is_flag=True)
 def parity(model_path, target, timesteps, preset, trust_checkpoint, data, data_dir, limit, batch_size, backend, json_path, quiet) -> None:
     """Float QAT model vs integer deployment: accuracy and spike-by-spike agreement."""
-    from .deploy import load_eval_data
-    from .errors import QsnnError
-    from .parity import run_parity
-    from .reports import print_parity, write_json
+    from qsnn_deploy.app.loading import load_eval_data
+    from qsnn_deploy.errors import QsnnError
+    from qsnn_deploy.app.parity import run_parity
+    from qsnn_deploy.app.reports import print_parity, write_json
 
     dep = _load(model_path, target, timesteps, preset, trust_checkpoint)
     if dep.model is None:
@@ -206,15 +206,15 @@ def parity(model_path, target, timesteps, preset, trust_checkpoint, data, data_d
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def export(model_path, target, timesteps, preset, trust_checkpoint, fmt, output, unroll, golden, data, data_dir, nir_dialect, force) -> None:
     """Export the frozen integer graph (json | qonnx | onnx | nir)."""
-    from .errors import OutputExistsError
-    from .exporters import export as run_export
+    from qsnn_deploy.errors import OutputExistsError
+    from qsnn_deploy.exporters import export as run_export
 
     if output.exists() and not force:
         raise OutputExistsError(f"{output} exists; pass --force to overwrite it")
     dep = _load(model_path, target, timesteps, preset, trust_checkpoint)
     golden_inputs = None
     if golden:
-        from .deploy import load_eval_data
+        from qsnn_deploy.app.loading import load_eval_data
 
         golden_inputs = load_eval_data(dep, data, data_dir, golden).x
     path = run_export(dep.graph, fmt, output, target=dep.target, timesteps=dep.timesteps, unroll=unroll,
@@ -225,7 +225,7 @@ def export(model_path, target, timesteps, preset, trust_checkpoint, fmt, output,
 @cli.command()
 def targets() -> None:
     """List the built-in target profiles."""
-    from .targets import available_targets, load_target
+    from qsnn_deploy.targets import available_targets, load_target
 
     for name in available_targets():
         t = load_target(name)
@@ -243,16 +243,16 @@ def targets() -> None:
 @click.option("--quiet", is_flag=True)
 def demo(out_dir, model_path, limit, data_dir, quiet) -> None:
     """Freeze the shipped model, export every format, simulate on int4-core and print parity."""
-    from .demo import run_demo
+    from qsnn_deploy.app.demo import run_demo
 
     run_demo(out_dir, model_path=model_path, limit=limit, data_dir=data_dir, progress=not quiet)
 
 
 def main() -> None:
     """Console entry point."""
-    from .perf import reexec_with_allocator_env
+    from qsnn_deploy.app.perf import reexec_with_allocator_env
 
-    reexec_with_allocator_env("qsnn_deploy.cli", sys.argv[1:])
+    reexec_with_allocator_env("qsnn_deploy.app.cli", sys.argv[1:])
     cli(prog_name="qsnn-deploy")
 
 

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from ..dtypes import IntType
-from ..errors import CheckpointError, TargetError
-from ..ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d
-from ..targets import TargetProfile, load_target
+from qsnn_deploy.ir.dtypes import IntType
+from qsnn_deploy.errors import CheckpointError, TargetError
+from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d
+from qsnn_deploy.targets import TargetProfile, load_target
 
 MAX_FRACTION_BITS = 40
 
@@ -103,7 +103,7 @@ def _lif_node(name: str, a: np.ndarray, b: np.ndarray, theta: float, beta: float
 
 
 def freeze(model: Any, target: TargetProfile | str = "int4-core", *, fraction_bits: int | None = None) -> Graph:
-    """Freeze a QSNN (``qsnn_deploy.model.QSNN``) into the integer graph of ``target``.
+    """Freeze a QSNN (``qsnn_deploy.training.model.QSNN``) into the integer graph of ``target``.
 
     Args:
         model: the trained QAT model (its eval-mode BN statistics are used).

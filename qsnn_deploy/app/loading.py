@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import QsnnError
-from .targets import TargetProfile, load_target
+from qsnn_deploy.errors import QsnnError
+from qsnn_deploy.targets import TargetProfile, load_target
 
 
 @dataclass
@@ -32,7 +32,7 @@ def load_deployable(path: str | Path, *, target: str | TargetProfile | None = "i
     """Load a checkpoint (and freeze it for ``target``) or a graph JSON file."""
     path = Path(path)
     if path.suffix == ".json":
-        from .exporters.json_graph import read_graph_json
+        from qsnn_deploy.exporters.json_graph import read_graph_json
 
         graph, embedded, meta = read_graph_json(path)
         tgt = load_target(target) if target is not None else embedded
@@ -43,9 +43,9 @@ def load_deployable(path: str | Path, *, target: str | TargetProfile | None = "i
             raise QsnnError(f"{path}: the graph states no number of time steps; pass --timesteps")
         dataset = (graph.metadata.get("model_config") or {}).get("dataset")
         return Deployable(graph, tgt, None, int(timesteps), dataset, path)
-    from .checkpoint import build_model, load_checkpoint
-    from .config import get_preset
-    from .passes.freeze import freeze
+    from qsnn_deploy.training.checkpoint import build_model, load_checkpoint
+    from qsnn_deploy.training.config import get_preset
+    from qsnn_deploy.frontends.torch_qat import freeze
 
     config = get_preset(preset).model if preset else None
     ckpt = load_checkpoint(path, trust=trust, config=config)
@@ -69,7 +69,7 @@ def with_timesteps(dep: Deployable, timesteps: int | None) -> Deployable:
 
 def load_eval_data(dep: Deployable, data: str | None, data_dir: str | Path | None, limit: int | None, seed: int = 0):
     """The test split of ``data`` (default: the model's data set, else Fashion-MNIST)."""
-    from .data import load_split
+    from qsnn_deploy.data.loaders import load_split
 
     name = data or dep.dataset or "fmnist"
     if limit is not None and limit < 1:

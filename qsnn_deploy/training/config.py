@@ -10,9 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import CheckpointError, QsnnError
+from qsnn_deploy.errors import CheckpointError, QsnnError
 
-#: schedules the trainer knows (see qsnn_deploy.train.make_scheduler)
+#: schedules the trainer knows (see qsnn_deploy.training.trainer.make_scheduler)
 SCHEDULES = ("none", "step", "loss-step", "cosine")
 #: data sets, and the input each one feeds the network
 DATASETS = ("fmnist", "mnist", "dvs", "synthetic")

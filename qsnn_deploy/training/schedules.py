@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from .config import TrainConfig
+from qsnn_deploy.training.config import TrainConfig
 
 
 def learning_rate(cfg: TrainConfig, iteration: int, iters_per_epoch: int, loss_halvings: int = 0) -> float:
