@@ -16,9 +16,9 @@ import numpy as np
 
 
 def main() -> None:
-    from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
     from qsnn_deploy.app.demo import SHIPPED_MODEL
     from qsnn_deploy.app.loading import load_deployable
+    from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
     from qsnn_deploy.exporters.onnx_plain import run_onnx, to_onnx
     from qsnn_deploy.sim import simulate
 
@@ -35,7 +35,7 @@ def main() -> None:
     mismatched_samples = 0
     compared = 0
     for start in range(0, len(split), args.batch_size):
-        xb = split.x[start:start + args.batch_size]
+        xb = split.x[start : start + args.batch_size]
         counts, spikes = run_onnx(proto, xb, dep.timesteps)
         sim = simulate(dep.graph, xb, dep.timesteps, record=True, target=dep.target)
         bad = np.zeros(len(xb), dtype=bool)
@@ -46,9 +46,11 @@ def main() -> None:
         bad |= (counts != sim.counts).any(axis=1)
         mismatched_samples += int(bad.sum())
         print(f"  {start + len(xb):5d}/{len(split)} samples, mismatching so far: {mismatched_samples}", flush=True)
-    print(f"{source}: {len(split)} images x {dep.timesteps} steps, {compared:,} neuron-steps compared; "
-          f"samples with any spike differing between onnxruntime and the simulator: {mismatched_samples} "
-          f"({time.perf_counter() - t0:.0f} s)")
+    print(
+        f"{source}: {len(split)} images x {dep.timesteps} steps, {compared:,} neuron-steps compared; "
+        f"samples with any spike differing between onnxruntime and the simulator: {mismatched_samples} "
+        f"({time.perf_counter() - t0:.0f} s)"
+    )
     if mismatched_samples:
         raise SystemExit(1)
 

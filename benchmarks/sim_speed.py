@@ -41,8 +41,12 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=100)
     parser.add_argument("--samples", type=int, default=1024, help="images for the fast-backend throughput")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--float-samples", type=int, default=256,
-                        help="images for the snnTorch comparison (one batch for both, as the fast backend's default)")
+    parser.add_argument(
+        "--float-samples",
+        type=int,
+        default=256,
+        help="images for the snnTorch comparison (one batch for both, as the fast backend's default)",
+    )
     parser.add_argument("--check", type=int, default=8, help="images for the fast == reference check")
     parser.add_argument("--checkpoint", default=None, help="a trained checkpoint instead of the random-init model")
     args = parser.parse_args()
@@ -55,10 +59,10 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from qsnn_deploy.training.config import ModelConfig
     from qsnn_deploy.data.loaders import load_split
     from qsnn_deploy.errors import DataError
     from qsnn_deploy.sim import fast_plan, simulate
+    from qsnn_deploy.training.config import ModelConfig
 
     steps = args.timesteps
     if args.checkpoint:
@@ -67,8 +71,8 @@ def main() -> None:
         dep = with_timesteps(load_deployable(args.checkpoint, target="int4-core"), steps)
         model, graph, source = dep.model.eval(), dep.graph, f"checkpoint {args.checkpoint}"
     else:
-        from qsnn_deploy.training.model import QSNN
         from qsnn_deploy.frontends.torch_qat import freeze
+        from qsnn_deploy.training.model import QSNN
 
         torch.manual_seed(0)
         model = QSNN(ModelConfig(timesteps=steps)).eval()
@@ -102,30 +106,39 @@ def main() -> None:
     t0 = time.perf_counter()
     totals = None
     for start in range(0, len(x), args.batch_size):
-        r = simulate(graph, x[start:start + args.batch_size], steps)
+        r = simulate(graph, x[start : start + args.batch_size], steps)
         totals = r.layers if totals is None else [a.merged(b) for a, b in zip(totals, r.layers)]
     t_all = time.perf_counter() - t0
     synops = sum(layer.synops for layer in totals)
     rates = ", ".join(f"{layer.name} {layer.spikes / (layer.neurons * len(x) * steps):.1%}" for layer in totals)
-    print(f"\nfast backend, {len(x)} images in batches of {args.batch_size}: {len(x) / t_all:.1f} samples/s "
-          f"({t_all:.2f} s); spike rates {rates}")
+    print(
+        f"\nfast backend, {len(x)} images in batches of {args.batch_size}: {len(x) / t_all:.1f} samples/s "
+        f"({t_all:.2f} s); spike rates {rates}"
+    )
     print(f"    SynOps: {synops / len(x):,.0f} per sample, {synops / t_all / 1e9:.2f} G SynOps/s")
 
     # dense-BLAS bound: the fast backend's own torch/BLAS calls on the same shapes, nothing else
     batch = min(args.batch_size, len(x))
     blas_time, macs = _blas_bound(fast_plan._plan(graph), x[:batch], steps)
     per_batch = t_all * batch / len(x)
-    print(f"    dense-BLAS bound: {batch / blas_time:.1f} samples/s ({macs / batch / 1e6:.1f} M dense MACs per sample at "
-          f"{macs / blas_time / 1e9:.1f} GMAC/s); the fast backend runs at {blas_time / per_batch:.0%} of it")
+    print(
+        f"    dense-BLAS bound: {batch / blas_time:.1f} samples/s ({macs / batch / 1e6:.1f} M dense MACs per sample at "
+        f"{macs / blas_time / 1e9:.1f} GMAC/s); the fast backend runs at {blas_time / per_batch:.0%} of it"
+    )
 
     # bit-exactness on a subset: every spike, the counts and the statistics
     k = min(args.check, len(x))
     t_ref, ref = _timed(lambda: simulate(graph, x[:k], steps, backend="reference", record=True))
     fst = simulate(graph, x[:k], steps, backend="fast", record=True)
-    same = (np.array_equal(ref.counts, fst.counts) and ref.layers == fst.layers
-            and all(np.array_equal(ref.spikes[n], fst.spikes[n]) for n in ref.spikes))
-    print(f"\nfast == reference on {k} images (all spikes at all {steps} steps, counts, stats): {'yes' if same else 'NO'}"
-          f"  (reference backend: {k / t_ref:.2f} samples/s)")
+    same = (
+        np.array_equal(ref.counts, fst.counts)
+        and ref.layers == fst.layers
+        and all(np.array_equal(ref.spikes[n], fst.spikes[n]) for n in ref.spikes)
+    )
+    print(
+        f"\nfast == reference on {k} images (all spikes at all {steps} steps, counts, stats): {'yes' if same else 'NO'}"
+        f"  (reference backend: {k / t_ref:.2f} samples/s)"
+    )
     print(f"load average {os.getloadavg()[0]:.1f} (after)")
     if not same:
         sys.exit(1)

@@ -35,9 +35,9 @@ def main() -> None:
     import snntorch.functional as SF
     import torch
 
-    from qsnn_deploy.training.config import get_preset, override
     from qsnn_deploy.data.loaders import load_split
     from qsnn_deploy.errors import DataError
+    from qsnn_deploy.training.config import get_preset, override
     from qsnn_deploy.training.model import QSNN
 
     preset = get_preset("fmnist-int4")
@@ -66,8 +66,10 @@ def main() -> None:
         step(forward)  # warm-up: Numba compilation, allocator
         results[name] = [step(forward) for _ in range(args.repeats)]
     ref, fast = (statistics.median(v) for v in results.values())
-    print(f"Fashion-MNIST QSNN (16C5-AP2-64C5-AP2-1024D10, int4), T={args.timesteps}, batch {len(y)}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, data {split.kind}:{args.data}")
+    print(
+        f"Fashion-MNIST QSNN (16C5-AP2-64C5-AP2-1024D10, int4), T={args.timesteps}, batch {len(y)}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, data {split.kind}:{args.data}"
+    )
     for name, times in results.items():
         print(f"  {name:45s} {statistics.median(times):7.3f} s/batch  (runs: {', '.join(f'{t:.3f}' for t in times)})")
     print(f"  speed-up: {ref / fast:.2f}x")

@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from qsnn_deploy.training.checkpoint import build_model, load_checkpoint
-from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
 from qsnn_deploy.app.demo import SHIPPED_MODEL
+from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
 from qsnn_deploy.exporters import export
 from qsnn_deploy.exporters.json_graph import read_graph_json
 from qsnn_deploy.frontends.torch_qat import freeze
 from qsnn_deploy.sim import simulate
 from qsnn_deploy.targets import load_target
 from qsnn_deploy.targets.rules import check_target
+from qsnn_deploy.training.checkpoint import build_model, load_checkpoint
 
 
 def main() -> None:
@@ -50,8 +50,10 @@ def main() -> None:
     accuracy = float((result.predictions == split.y).mean())
     print(f"{source}: {len(split)} images, integer accuracy {accuracy:.2%}")
     for layer in result.layers:
-        print(f"  {layer.name:6s} neurons {layer.neurons:6d} spikes {layer.spikes:10,d} SynOps {layer.synops:12,d} "
-              f"memory {layer.memory_bits / 8 / 1024:6.1f} KiB")
+        print(
+            f"  {layer.name:6s} neurons {layer.neurons:6d} spikes {layer.spikes:10,d} SynOps {layer.synops:12,d} "
+            f"memory {layer.memory_bits / 8 / 1024:6.1f} KiB"
+        )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d
+from qsnn_deploy.ir.dtypes import IntType
 
 WEIGHT = IntType(4, signed=True, narrow=True)
 CALIBRATION_STEPS = 8
@@ -54,8 +54,14 @@ def make_graph(
     in_type = IntType(8, signed=False) if static else IntType(2, signed=False)
     state = IntType(state_bits)
     lif_kw: dict[str, Any] = dict(
-        decay_mul=int(round(beta * 2**decay_shift)), decay_shift=decay_shift, input_shift=input_shift, state=state,
-        reset=reset, compare=compare, reset_timing=reset_timing, rounding=rounding,
+        decay_mul=int(round(beta * 2**decay_shift)),
+        decay_shift=decay_shift,
+        input_shift=input_shift,
+        state=state,
+        reset=reset,
+        compare=compare,
+        reset_timing=reset_timing,
+        rounding=rounding,
         overflow="saturate" if overflow == "error" else overflow,  # calibration must not stop on overflow
     )
     inp = Input(shape=(in_channels, size, size), dtype=in_type, encoding="static" if static else "frames")
@@ -73,10 +79,17 @@ def make_graph(
     a2 = np.einsum("oi,tbi->tbo", w2, s1.reshape(*s1.shape[:2], n1))
     lif2 = _calibrated_lif(a2, rng, lif_kw, target_rate)
     lif1, lif2 = (dataclasses.replace(n, overflow=overflow) for n in (lif1, lif2))
-    return Graph.sequential([
-        *head, ("lif1", lif1), ("flatten", Flatten()), ("fc", Linear(weight=IntTensor(w2, WEIGHT))), ("lif2", lif2),
-        ("output", Output()),
-    ], {"producer": "tests.graph_factory", "seed": seed})
+    return Graph.sequential(
+        [
+            *head,
+            ("lif1", lif1),
+            ("flatten", Flatten()),
+            ("fc", Linear(weight=IntTensor(w2, WEIGHT))),
+            ("lif2", lif2),
+            ("output", Output()),
+        ],
+        {"producer": "tests.graph_factory", "seed": seed},
+    )
 
 
 def random_input(graph: Graph, batch: int, seed: int, timesteps: int | None = None) -> np.ndarray:
@@ -139,7 +152,7 @@ def _conv(w: np.ndarray, x: np.ndarray, stride: tuple[int, int], padding: tuple[
     y = np.zeros((x.shape[0], o, ho, wo), dtype=np.int64)
     for r in range(ho):
         for c in range(wo):
-            patch = xp[:, :, r * stride[0]: r * stride[0] + kh, c * stride[1]: c * stride[1] + kw]
+            patch = xp[:, :, r * stride[0] : r * stride[0] + kh, c * stride[1] : c * stride[1] + kw]
             y[:, :, r, c] = np.einsum("bikl,oikl->bo", patch, w)
     return y
 
@@ -153,7 +166,7 @@ def _apply(node: Any, x: np.ndarray) -> np.ndarray:
         y = np.zeros((*x.shape[:2], ho, wo), dtype=np.int64)
         for r in range(ho):
             for c in range(wo):
-                y[:, :, r, c] = x[:, :, r * sh: r * sh + kh, c * sw: c * sw + kw].sum(axis=(2, 3))
+                y[:, :, r, c] = x[:, :, r * sh : r * sh + kh, c * sw : c * sw + kw].sum(axis=(2, 3))
         return y
     if isinstance(node, Flatten):
         return x.reshape(x.shape[0], -1)

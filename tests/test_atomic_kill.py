@@ -37,8 +37,7 @@ ENV = {**os.environ, "QSNN_DEPLOY_NO_REEXEC": "1", "PYTHONPATH": os.pathsep.join
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -201,8 +200,8 @@ while True:
 def test_real_writers_survive_sigkill(tmp_path: Path) -> None:
     import torch
 
-    from qsnn_deploy.training.checkpoint import load_checkpoint
     from qsnn_deploy.exporters.json_graph import read_graph_json
+    from qsnn_deploy.training.checkpoint import load_checkpoint
 
     rng = random.Random("writers")
     caught = []
@@ -239,15 +238,18 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 def test_cli_export_killed_mid_write(tmp_path: Path, tiny_checkpoint: Path) -> None:
     """Kill ``export --force`` the moment its temporary file appears: the old graph stays."""
-    from qsnn_deploy.exporters.json_graph import export_graph_json, read_graph_json
     from graph_factory import make_graph
+
+    from qsnn_deploy.exporters.json_graph import export_graph_json, read_graph_json
 
     out = tmp_path / "graph.json"
     old_graph = make_graph(3)
     export_graph_json(old_graph, out, target="int4-core", timesteps=4)
     old = out.read_bytes()
-    proc = start([sys.executable, "-m", "qsnn_deploy.app.cli", "export", str(tiny_checkpoint), "--format", "json", "-o", str(out),
-                  "--force"], tmp_path)
+    proc = start(
+        [sys.executable, "-m", "qsnn_deploy.app.cli", "export", str(tiny_checkpoint), "--format", "json", "-o", str(out), "--force"],
+        tmp_path,
+    )
     caught = kill_when_temp_appears(proc, tmp_path, out.name, timeout=120)
     graph, _, _ = read_graph_json(out)  # old or new, complete and valid either way
     if caught:
@@ -263,8 +265,30 @@ def test_cli_train_killed_while_saving(tmp_path: Path) -> None:
     from qsnn_deploy.training.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
-    proc = start([sys.executable, "-m", "qsnn_deploy.app.cli", "train", "--out", str(run), "--data", "synthetic", "--timesteps", "2",
-                  "--batch-size", "32", "--limit-train", "64", "--limit-test", "32", "--epochs", "20", "--quiet"], tmp_path)
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "qsnn_deploy.app.cli",
+            "train",
+            "--out",
+            str(run),
+            "--data",
+            "synthetic",
+            "--timesteps",
+            "2",
+            "--batch-size",
+            "32",
+            "--limit-train",
+            "64",
+            "--limit-test",
+            "32",
+            "--epochs",
+            "20",
+            "--quiet",
+        ],
+        tmp_path,
+    )
     deadline = time.monotonic() + 180
     while not (run / "last.pt").exists():
         assert proc.poll() is None, proc.stderr.read()[-2000:]
@@ -281,5 +305,6 @@ def test_cli_train_killed_while_saving(tmp_path: Path) -> None:
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and data.endswith(b"IEND\xaeB`\x82"), png.name
     for table in run.glob("*.csv"):
         assert table.read_text().endswith("\n"), table.name
-    assert_only_expected_files(run, {"best.pt", "last.pt", "metrics.csv", "metrics.json", "iterations.csv", "loss.png", "lr.png",
-                                     "accuracy.png", "train.log"})
+    assert_only_expected_files(
+        run, {"best.pt", "last.pt", "metrics.csv", "metrics.json", "iterations.csv", "loss.png", "lr.png", "accuracy.png", "train.log"}
+    )

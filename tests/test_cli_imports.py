@@ -7,7 +7,7 @@ HEAVY = ("torch", "onnx", "onnxruntime", "qonnx", "nir", "snntorch", "brevitas",
 
 
 def test_cli_import_is_light():
-    code = "import sys, qsnn_deploy.app.cli; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    code = f"import sys, qsnn_deploy.app.cli; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"heavy modules imported by the CLI module: {out}"
 

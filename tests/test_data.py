@@ -172,9 +172,7 @@ def make_events(rng: np.random.Generator, n: int, t_start_ms: int, t_end_ms: int
     """Random DVS events as tonic's DVSGesture stores them: (n, 4) x, y, p, t[ms], sorted by t."""
     t = np.sort(rng.integers(t_start_ms, t_end_ms + 1, size=n))
     t[0], t[-1] = t_start_ms, t_end_ms
-    return np.stack(
-        [rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), t], axis=1
-    ).astype(np.int64)
+    return np.stack([rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), t], axis=1).astype(np.int64)
 
 
 def reference_frames(events: np.ndarray, timesteps: int) -> np.ndarray:
@@ -382,9 +380,6 @@ def test_data_module_does_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = (
-        "import sys, qsnn_deploy.data.loaders as d; d.load_split('synthetic', 'test', limit=5); "
-        "print('torch' in sys.modules)"
-    )
+    code = "import sys, qsnn_deploy.data.loaders as d; d.load_split('synthetic', 'test', limit=5); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

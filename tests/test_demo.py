@@ -25,8 +25,12 @@ def test_demo_exports_every_format_and_reports_parity(runner, tmp_path):
 
 
 def test_example_script_runs(tmp_path):
-    res = subprocess.run([sys.executable, str(ROOT / "examples" / "end_to_end.py"), str(SHIPPED_MODEL), "--out", str(tmp_path),
-                          "--limit", "16"], capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "end_to_end.py"), str(SHIPPED_MODEL), "--out", str(tmp_path), "--limit", "16"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "integer accuracy" in res.stdout and (tmp_path / "model.json").is_file() and (tmp_path / "model.onnx").is_file()
 

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from graph_factory import make_graph, random_input, reference_run
 
-from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import LIF, Graph, Input, IntTensor, Output
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.sim import SimResult, simulate, simulate_split
 
 T = 6
@@ -40,7 +40,7 @@ def fast_available() -> bool:
 needs_fast = pytest.mark.skipif(not fast_available(), reason="fast backend needs torch and numba")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def graph(static: bool = True) -> Graph:
     return make_graph(4, static, size=8, conv_channels=4, n_out=6)
 
@@ -92,8 +92,9 @@ print(d.fingerprint(d.run(True, "fast" if d.fast_available() else "reference")))
 
 def test_a_fresh_process_with_another_hash_seed_gives_the_same_bits() -> None:
     env = {**os.environ, "PYTHONHASHSEED": "12345", "QSNN_DEPLOY_NO_REEXEC": "1"}
-    out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / "tests"), str(ROOT)], env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(ROOT / "tests"), str(ROOT)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     backend = "fast" if fast_available() else "reference"
     assert out.stdout.strip().splitlines()[-1] == fingerprint(run(True, backend))
@@ -104,7 +105,7 @@ def test_a_fresh_process_with_another_hash_seed_gives_the_same_bits() -> None:
 def test_one_sample_at_a_time_equals_the_batch(static: bool, backend: str) -> None:
     x = inputs(static)
     whole = run(static, backend, x)
-    singles = [run(static, backend, x[i:i + 1]) for i in range(len(x))]
+    singles = [run(static, backend, x[i : i + 1]) for i in range(len(x))]
     assert np.array_equal(np.concatenate([s.counts for s in singles]), whole.counts)
     assert np.array_equal(np.concatenate([s.predictions for s in singles]), whole.predictions)
     for name, spikes in whole.spikes.items():
@@ -139,9 +140,17 @@ def test_thread_counts_do_not_change_the_bits() -> None:
 
 
 @needs_fast
-@pytest.mark.parametrize("options", [{}, {"reset": "zero", "compare": "ge"}, {"reset_timing": "immediate", "rounding": "floor"},
-                                     {"state_bits": 12, "input_shift": 0}, {"state_bits": 12, "input_shift": 0, "overflow": "wrap"}],
-                         ids=["default", "zero-ge", "immediate-floor", "saturating", "wrapping"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"reset": "zero", "compare": "ge"},
+        {"reset_timing": "immediate", "rounding": "floor"},
+        {"state_bits": 12, "input_shift": 0},
+        {"state_bits": 12, "input_shift": 0, "overflow": "wrap"},
+    ],
+    ids=["default", "zero-ge", "immediate-floor", "saturating", "wrapping"],
+)
 def test_backends_give_identical_bits(options: dict) -> None:
     g = make_graph(6, **options)
     x = random_input(g, BATCH, 2, T)
@@ -169,7 +178,7 @@ def test_onnxruntime_gives_the_simulator_bits_every_time(unroll: bool) -> None:
         assert np.array_equal(counts, ref.counts)
         assert spikes.keys() == ref.spikes.keys() and all(np.array_equal(spikes[k], ref.spikes[k]) for k in spikes)
     # batch of one, sample by sample
-    singles = [run_onnx(model, inputs(False)[i:i + 1], T)[0] for i in range(BATCH)]
+    singles = [run_onnx(model, inputs(False)[i : i + 1], T)[0] for i in range(BATCH)]
     assert np.array_equal(np.concatenate(singles), whole_counts)
 
 
@@ -211,12 +220,23 @@ def narrow_lif_graph(overflow: str) -> Graph:
     No leak (decay 1), no shift, no bias; the delayed subtract reset keeps V where the test
     wants it until the step after a spike.
     """
-    return Graph.sequential([
-        ("input", Input(shape=(1,), dtype=IntType(8), encoding="frames")),
-        ("narrow", LIF(threshold=IntTensor.of([120], STATE), bias=IntTensor.of([0], STATE), decay_mul=1, decay_shift=0,
-                       state=STATE, overflow=overflow)),
-        ("output", Output()),
-    ])
+    return Graph.sequential(
+        [
+            ("input", Input(shape=(1,), dtype=IntType(8), encoding="frames")),
+            (
+                "narrow",
+                LIF(
+                    threshold=IntTensor.of([120], STATE),
+                    bias=IntTensor.of([0], STATE),
+                    decay_mul=1,
+                    decay_shift=0,
+                    state=STATE,
+                    overflow=overflow,
+                ),
+            ),
+            ("output", Output()),
+        ]
+    )
 
 
 # (inputs over 3 steps, spikes under saturate, spikes under wrap, overflowing neuron-steps)

@@ -69,8 +69,13 @@ def test_schema_covers_every_node_type_and_field() -> None:
         required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
         assert set(defs[op]["required"]) == {"op"} | required, op
     lif = defs["LIF"]["properties"]
-    for name, allowed in (("reset", RESETS), ("compare", COMPARES), ("reset_timing", RESET_TIMINGS),
-                          ("rounding", ROUNDINGS), ("overflow", OVERFLOWS)):
+    for name, allowed in (
+        ("reset", RESETS),
+        ("compare", COMPARES),
+        ("reset_timing", RESET_TIMINGS),
+        ("rounding", ROUNDINGS),
+        ("overflow", OVERFLOWS),
+    ):
         assert tuple(lif[name]["enum"]) == allowed
 
 
@@ -124,8 +129,8 @@ def _set(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, An
 
 LIF1 = ("graph", "nodes", "lif1")
 MALFORMED: dict[str, tuple[Any, str]] = {
-    "not json": ("{\"format\": ", "not valid UTF-8 JSON"),
-    "NaN": ("{\"format\": NaN}", "NaN"),
+    "not json": ('{"format": ', "not valid UTF-8 JSON"),
+    "NaN": ('{"format": NaN}', "NaN"),
     "not an object": ("[1, 2]", "not a qsnn-deploy-graph document"),
     "wrong format": ({"format": "onnx"}, "not a qsnn-deploy-graph document"),
     "unknown version": ("version=2", "unsupported qsnn-deploy-graph version 2"),
@@ -138,9 +143,9 @@ MALFORMED: dict[str, tuple[Any, str]] = {
     "huge declared shape": ("huge", "exceeds the limit"),
     "target": ("target", "target int4-core"),
     "golden without timesteps": ("golden", "golden vectors need timesteps"),
-    "duplicate keys": ("{\"format\": 1, \"format\": 2}", "repeats the key"),
+    "duplicate keys": ('{"format": 1, "format": 2}', "repeats the key"),
     "deep nesting": ("[" * 100_000 + "]" * 100_000, "cannot be parsed"),
-    "giant integer": ("{\"version\": " + "9" * 5000 + "}", "cannot be parsed"),
+    "giant integer": ('{"version": ' + "9" * 5000 + "}", "cannot be parsed"),
 }
 
 
@@ -166,8 +171,11 @@ def _malformed(kind: str) -> Any:
     if kind == "target":
         return _set(doc, ("target",), {**load_target("int4-core").to_dict(), "state": "INT64"})
     if kind == "golden":
-        sample = {"input": {"dtype": "UINT8", "shape": [1, 8, 8], "values": [0] * 64}, "output_counts": [0] * 6,
-                  "layer_spike_counts": {"lif1": 0, "lif2": 0}}
+        sample = {
+            "input": {"dtype": "UINT8", "shape": [1, 8, 8], "values": [0] * 64},
+            "output_counts": [0] * 6,
+            "layer_spike_counts": {"lif1": 0, "lif2": 0},
+        }
         return {**doc, "timesteps": None, "golden": [sample]}
     return kind
 
@@ -206,7 +214,7 @@ def test_inconsistent_golden_is_rejected(tmp_path: Path, simulator: Any) -> None
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=12,
 )

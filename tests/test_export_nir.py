@@ -23,7 +23,7 @@ from qsnn_deploy.ir import Graph  # noqa: E402
 T = 10
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _graph(seed: int = 5, **kw: Any) -> Graph:
     return make_graph(seed, **kw)
 
@@ -52,8 +52,16 @@ def test_nir_read_gives_back_the_same_graph(tmp_path, dialect: str) -> None:
     assert back.metadata["dialect"] == dialect and back.metadata["format"] == "qsnn-deploy-nir"
     kinds = {k: type(v).__name__ for k, v in back.nodes.items()}
     pool = "SumPool2d" if dialect == "norse" else "AvgPool2d"
-    assert kinds == {"input": "Input", "conv1": "Conv2d", "pool1": pool, "lif1": "LIF", "flatten": "Flatten",
-                     "fc": "Affine", "lif2": "LIF", "output": "Output"}
+    assert kinds == {
+        "input": "Input",
+        "conv1": "Conv2d",
+        "pool1": pool,
+        "lif1": "LIF",
+        "flatten": "Flatten",
+        "fc": "Affine",
+        "lif2": "LIF",
+        "output": "Output",
+    }
 
 
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))
@@ -66,7 +74,13 @@ def test_metadata_carries_the_integer_contract(tmp_path, dialect: str) -> None:
         assert np.array_equal(meta["bias"], node.bias.values)
         assert (meta["decay_mul"], meta["decay_shift"], meta["input_shift"]) == (node.decay_mul, node.decay_shift, node.input_shift)
         assert (meta["state"], meta["reset"], meta["reset_timing"], meta["compare"], meta["rounding"], meta["overflow"]) == (
-            "INT24", "zero", "immediate", "ge", "half_up", "wrap")
+            "INT24",
+            "zero",
+            "immediate",
+            "ge",
+            "half_up",
+            "wrap",
+        )
     conv = back.nodes["conv1"]
     assert conv.metadata["weight_dtype"] == "INT4_NARROW"
     weights = graph.nodes["conv1"].weight.values
@@ -185,6 +199,17 @@ def test_fashion_mnist_model_exports_and_runs_in_norse(tmp_path) -> None:
     path = export_nir(dep.graph, tmp_path / "fmnist.nir")
     back = nir.read(path)
     assert [type(back.nodes[n]).__name__ for n, _ in dep.graph.chain()] == [
-        "Input", "Conv2d", "SumPool2d", "LIF", "Conv2d", "SumPool2d", "LIF", "Flatten", "Affine", "LIF", "Output"]
+        "Input",
+        "Conv2d",
+        "SumPool2d",
+        "LIF",
+        "Conv2d",
+        "SumPool2d",
+        "LIF",
+        "Flatten",
+        "Affine",
+        "LIF",
+        "Output",
+    ]
     counts = _norse_counts(path, fmnist_images(1), 20)
     assert counts.shape == (1, 10)

@@ -33,7 +33,7 @@ CONFIGS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _graph(config: str, seed: int = 3):
     return make_graph(seed, **CONFIGS[config])
 
@@ -65,8 +65,15 @@ def test_overflow_is_exercised_by_the_small_state_configs() -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_random_graphs_step_mode(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    graph = make_graph(100 + seed, static=bool(seed % 2), conv_channels=int(rng.integers(1, 5)), n_out=int(rng.integers(1, 8)),
-                       decay_shift=int(rng.integers(1, 17)), beta=float(rng.uniform(0.5, 1.0)), input_shift=int(rng.integers(0, 4)))
+    graph = make_graph(
+        100 + seed,
+        static=bool(seed % 2),
+        conv_channels=int(rng.integers(1, 5)),
+        n_out=int(rng.integers(1, 8)),
+        decay_shift=int(rng.integers(1, 17)),
+        beta=float(rng.uniform(0.5, 1.0)),
+        input_shift=int(rng.integers(0, 4)),
+    )
     x = random_input(graph, 3, seed, T)
     counts, spikes = run_onnx(to_onnx(graph), x, T)
     ref_counts, ref_spikes = run_sim(graph, x, T)

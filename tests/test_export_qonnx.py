@@ -21,17 +21,17 @@ from qonnx.transformation.infer_shapes import InferShapes  # noqa: E402
 from qonnx.util.cleanup import cleanup_model  # noqa: E402
 from qonnx.util.inference_cost import inference_cost  # noqa: E402
 
-from qsnn_deploy.ir.dtypes import IntType  # noqa: E402
 from qsnn_deploy.errors import ExportError  # noqa: E402
 from qsnn_deploy.exporters import export  # noqa: E402
 from qsnn_deploy.exporters.qonnx_export import export_qonnx, to_qonnx  # noqa: E402
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output  # noqa: E402
+from qsnn_deploy.ir.dtypes import IntType  # noqa: E402
 
 T = 4
 BATCH = 2
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _graph(**kw: Any) -> Graph:
     return make_graph(5, **kw)
 
@@ -41,8 +41,9 @@ def _contract(model: Any) -> dict[str, Any]:
     return json.loads({p.key: p.value for p in proto.metadata_props}["qsnn_deploy"])
 
 
-def run_steps(wrapper: ModelWrapper, contract: dict[str, Any], names: tuple[list[str], list[str]], x: np.ndarray,
-              steps: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def run_steps(
+    wrapper: ModelWrapper, contract: dict[str, Any], names: tuple[list[str], list[str]], x: np.ndarray, steps: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Drive a step model with execute_onnx; ``names`` are the exported input/output names.
 
     qonnx's cleanup renames graph inputs and outputs (global_in, global_out_1, ...) but keeps
@@ -74,10 +75,16 @@ def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("kw", [{}, {"static": False, "reset_timing": "immediate"},
-                                {"state_bits": 12, "input_shift": 0, "overflow": "wrap", "compare": "ge", "reset": "zero"},
-                                {"pool": 3, "size": 9, "padding": 0}],
-                         ids=["default", "frames-immediate", "wrap-ge-zero", "pool3x3"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"static": False, "reset_timing": "immediate"},
+        {"state_bits": 12, "input_shift": 0, "overflow": "wrap", "compare": "ge", "reset": "zero"},
+        {"pool": 3, "size": 9, "padding": 0},
+    ],
+    ids=["default", "frames-immediate", "wrap-ge-zero", "pool3x3"],
+)
 def test_step_model_matches_simulator_before_and_after_cleanup(tmp_path, kw: dict[str, Any]) -> None:
     graph = _graph(**kw)
     x = random_input(graph, BATCH, 3, T)
@@ -141,15 +148,17 @@ def test_reexport_is_byte_identical(tmp_path) -> None:
 def test_refuses_synaptic_sums_float32_cannot_carry() -> None:
     state = IntType(32)
     lif = {"decay_mul": 1, "decay_shift": 1, "state": state}
-    graph = Graph.sequential([
-        ("input", Input(shape=(1, 4, 4), dtype=IntType(20))),
-        ("conv1", Conv2d(weight=IntTensor(np.full((2, 1, 3, 3), 7), IntType(4)))),
-        ("lif1", LIF(threshold=IntTensor([9, 9], state), bias=IntTensor([0, 0], state), **lif)),
-        ("flatten", Flatten()),
-        ("fc", Linear(weight=IntTensor(np.ones((2, 8), dtype=np.int64), IntType(4)))),
-        ("lif2", LIF(threshold=IntTensor([1, 1], state), bias=IntTensor([0, 0], state), **lif)),
-        ("output", Output()),
-    ])
+    graph = Graph.sequential(
+        [
+            ("input", Input(shape=(1, 4, 4), dtype=IntType(20))),
+            ("conv1", Conv2d(weight=IntTensor(np.full((2, 1, 3, 3), 7), IntType(4)))),
+            ("lif1", LIF(threshold=IntTensor([9, 9], state), bias=IntTensor([0, 0], state), **lif)),
+            ("flatten", Flatten()),
+            ("fc", Linear(weight=IntTensor(np.ones((2, 8), dtype=np.int64), IntType(4)))),
+            ("lif2", LIF(threshold=IntTensor([1, 1], state), bias=IntTensor([0, 0], state), **lif)),
+            ("output", Output()),
+        ]
+    )
     with pytest.raises(ExportError, match="float32"):
         to_qonnx(graph)
 

@@ -7,16 +7,16 @@ import pytest
 import snntorch.functional as SF
 import torch
 
-from qsnn_deploy.training.checkpoint import load_checkpoint
 from qsnn_deploy.app.cli import cli
-from qsnn_deploy.training.config import ModelConfig
-from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import QsnnError
-from qsnn_deploy.training.finetune import TargetArithmetic
-from qsnn_deploy.training.model import QSNN
 from qsnn_deploy.frontends.torch_qat import freeze
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.sim import simulate
 from qsnn_deploy.targets import load_target
+from qsnn_deploy.training.checkpoint import load_checkpoint
+from qsnn_deploy.training.config import ModelConfig
+from qsnn_deploy.training.finetune import TargetArithmetic
+from qsnn_deploy.training.model import QSNN
 
 INT4 = load_target("int4-core")
 #: a narrow core: 16-bit state, coarse floor decay; saturates on layer 1
@@ -113,7 +113,9 @@ def test_finetuning_lowers_the_deployed_loss_on_a_batch():
 def test_finetune_cli_starts_from_the_model_and_resumes(runner, tmp_path):
     base, ft = tmp_path / "base", tmp_path / "ft"
     assert runner.invoke(cli, ["train", "--out", str(base), "--epochs", "1", *SMALL]).exit_code == 0
-    res = runner.invoke(cli, ["train", "--finetune", str(base / "best.pt"), "--target", "int4-core", "--out", str(ft), "--epochs", "1", *SMALL])
+    res = runner.invoke(
+        cli, ["train", "--finetune", str(base / "best.pt"), "--target", "int4-core", "--out", str(ft), "--epochs", "1", *SMALL]
+    )
     assert res.exit_code == 0, res.output
     history = json.loads((ft / "metrics.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from qsnn_deploy.training.config import ModelConfig
-from qsnn_deploy.ir.dtypes import IntType
-from qsnn_deploy.errors import TargetError
-from qsnn_deploy.ir import LIF, Conv2d, Linear
-from qsnn_deploy.training.model import QSNN
 from qsnn_deploy.app.parity import run_parity
+from qsnn_deploy.errors import TargetError
 from qsnn_deploy.frontends.torch_qat import freeze
+from qsnn_deploy.ir import LIF, Conv2d, Linear
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.targets import load_target
+from qsnn_deploy.training.config import ModelConfig
+from qsnn_deploy.training.model import QSNN
 
 INT4 = load_target("int4-core")
 #: wide enough that the integer arithmetic is finer than float64's rounding of the float model

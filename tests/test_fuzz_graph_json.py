@@ -43,8 +43,14 @@ SECONDS_PER_DOCUMENT = 10
 
 
 def fuzz_settings(n: int) -> settings:
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None, print_blob=False,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+    return settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        print_blob=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
 
 
 # --- the valid starting point ---------------------------------------------------------------------
@@ -181,14 +187,39 @@ DEEP = [Raw("[" * n + "]" * n) for n in (50, 1000, 100_000)] + [Raw('{"a":' * 50
 NON_FINITE = [Raw("NaN"), Raw("Infinity"), Raw("-Infinity"), Raw("1e999"), Raw("-0.0"), Raw("1" + "0" * 5000)]
 
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.sampled_from(EDGE_INTS), st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
-    st.sampled_from(["INT4", "UINT8", "INT64", "UINT64", "INT65", "INT0", "int8", "INT4_NARROW", "UINT4_NARROW", "LIF",
-                     "Input", "Output", "static", "frames", "", "\u0000", "\ud800"]),
+    st.none(),
+    st.booleans(),
+    st.sampled_from(EDGE_INTS),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "INT4",
+            "UINT8",
+            "INT64",
+            "UINT64",
+            "INT65",
+            "INT0",
+            "int8",
+            "INT4_NARROW",
+            "UINT4_NARROW",
+            "LIF",
+            "Input",
+            "Output",
+            "static",
+            "frames",
+            "",
+            "\u0000",
+            "\ud800",
+        ]
+    ),
 )
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                                  st.dictionaries(st.text(max_size=6), inner, max_size=4)),
-                           max_leaves=12)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=12,
+)
 hostile = st.one_of(
     json_values,
     st.sampled_from([HUGE, [-1, 3], [0], [], [2**63, 2], [1.5, 2], ["3"], [[1]], {}, [], HUGE * 3]),
@@ -207,8 +238,9 @@ def _set(doc: Any, path: tuple, value: Any) -> None:
 @st.composite
 def mutated_documents(draw: st.DrawFn) -> str:
     doc = copy.deepcopy(BASE_DOC)
-    kind = draw(st.sampled_from(["replace", "replace", "delete", "extra", "beyond_width", "int64_edge", "huge_shape", "structure",
-                                 "rename"]))
+    kind = draw(
+        st.sampled_from(["replace", "replace", "delete", "extra", "beyond_width", "int64_edge", "huge_shape", "structure", "rename"])
+    )
     if kind in ("replace", "delete", "extra"):
         path = draw(st.sampled_from(PATHS))
         parent = _get(doc, path[:-1])
@@ -256,8 +288,24 @@ def mutated_documents(draw: st.DrawFn) -> str:
             _set(doc, path, shape)
     elif kind == "structure":
         edges = doc["graph"]["edges"]
-        action = draw(st.sampled_from(["cycle", "self_loop", "dangling", "dangling_src", "duplicate", "drop", "reverse",
-                                       "second_input", "second_output", "swap_nodes", "dup_node_name", "branch"]))
+        action = draw(
+            st.sampled_from(
+                [
+                    "cycle",
+                    "self_loop",
+                    "dangling",
+                    "dangling_src",
+                    "duplicate",
+                    "drop",
+                    "reverse",
+                    "second_input",
+                    "second_output",
+                    "swap_nodes",
+                    "dup_node_name",
+                    "branch",
+                ]
+            )
+        )
         if action == "cycle":
             edges.append(["output", "input"] if draw(st.booleans()) else ["lif2", "conv1"])
         elif action == "self_loop":
@@ -364,21 +412,36 @@ def tensors(draw: st.DrawFn) -> Any:
 
 
 def _pairs(lo: int = 0) -> Any:
-    return st.one_of(st.lists(st.integers(lo - 1, 3), min_size=2, max_size=2), st.sampled_from([[1], [1, 2, 3], [10**30, 1], [1, True], None, "11"]))
+    return st.one_of(
+        st.lists(st.integers(lo - 1, 3), min_size=2, max_size=2), st.sampled_from([[1], [1, 2, 3], [10**30, 1], [1, True], None, "11"])
+    )
 
 
 nodes = st.one_of(
-    st.fixed_dictionaries({"op": st.just("Input"), "shape": shapes, "dtype": st.sampled_from(["UINT8", "INT8", "UINT1", "X"])},
-                          optional={"encoding": st.sampled_from(["static", "frames", "video", 1])}),
+    st.fixed_dictionaries(
+        {"op": st.just("Input"), "shape": shapes, "dtype": st.sampled_from(["UINT8", "INT8", "UINT1", "X"])},
+        optional={"encoding": st.sampled_from(["static", "frames", "video", 1])},
+    ),
     st.fixed_dictionaries({"op": st.just("Conv2d"), "weight": tensors()}, optional={"stride": _pairs(1), "padding": _pairs(0)}),
     st.fixed_dictionaries({"op": st.just("SumPool2d"), "kernel": _pairs(1), "stride": _pairs(1)}),
     st.fixed_dictionaries({"op": st.just("Flatten")}, optional={"axis": st.integers()}),
     st.fixed_dictionaries({"op": st.just("Linear"), "weight": tensors()}),
     st.fixed_dictionaries(
-        {"op": st.just("LIF"), "threshold": tensors(), "bias": tensors(), "decay_mul": st.sampled_from(EDGE_INTS + [1.5, "3"]),
-         "decay_shift": st.sampled_from([0, 8, 30, 31, -1, True, 8.0]), "state": st.sampled_from(["INT24", "INT48", "INT49", "UINT8", "INT8"])},
-        optional={"input_shift": st.sampled_from([0, 2, 40, 41, -1]), "reset": st.sampled_from(["subtract", "zero", "none"]),
-                  "overflow": st.sampled_from(["saturate", "wrap", "error", "ignore"]), "compare": st.sampled_from(["gt", "lt"])}),
+        {
+            "op": st.just("LIF"),
+            "threshold": tensors(),
+            "bias": tensors(),
+            "decay_mul": st.sampled_from(EDGE_INTS + [1.5, "3"]),
+            "decay_shift": st.sampled_from([0, 8, 30, 31, -1, True, 8.0]),
+            "state": st.sampled_from(["INT24", "INT48", "INT49", "UINT8", "INT8"]),
+        },
+        optional={
+            "input_shift": st.sampled_from([0, 2, 40, 41, -1]),
+            "reset": st.sampled_from(["subtract", "zero", "none"]),
+            "overflow": st.sampled_from(["saturate", "wrap", "error", "ignore"]),
+            "compare": st.sampled_from(["gt", "lt"]),
+        },
+    ),
     st.fixed_dictionaries({"op": st.just("Output")}, optional={"readout": st.sampled_from(["spike_count", "membrane"])}),
     st.sampled_from([{"op": "Sigmoid"}, {"op": None}, {}, {"op": ["LIF"]}, [], "LIF", None, 7]),
 )
@@ -403,8 +466,11 @@ def graph_dicts(draw: st.DrawFn) -> Any:
     """Input, 0-5 nodes and Output, mostly chained in order; with random damage."""
     rnd = draw(st.randoms(use_true_random=True))
     middle = draw(st.lists(st.tuples(node_names, st.one_of(nodes, real_nodes())), max_size=5))
-    named = {"input": draw(nodes) if rnd.random() < 0.2 else draw(real_nodes().filter(lambda n: n.get("op") == "Input")),
-             **dict(middle), "output": {"op": "Output"}}
+    named = {
+        "input": draw(nodes) if rnd.random() < 0.2 else draw(real_nodes().filter(lambda n: n.get("op") == "Input")),
+        **dict(middle),
+        "output": {"op": "Output"},
+    }
     names = list(named)
     edges: list[Any] = [[a, b] for a, b in zip(names, names[1:])]
     for _ in range(draw(st.integers(0, 3)) if rnd.random() < 0.5 else 0):  # cycles, dangling ends, branches
@@ -450,9 +516,13 @@ def test_graph_from_dict_with_python_objects_raises_only_graph_error(data: Any) 
 
 
 @fuzz_settings(100)
-@given(st.one_of(json_values, st.dictionaries(st.sampled_from(["format", "version", "graph", "target", "timesteps", "golden", "x"]),
-                                              json_values, max_size=6)),
-       st.booleans())
+@given(
+    st.one_of(
+        json_values,
+        st.dictionaries(st.sampled_from(["format", "version", "graph", "target", "timesteps", "golden", "x"]), json_values, max_size=6),
+    ),
+    st.booleans(),
+)
 def test_arbitrary_json_raises_only_graph_error(value: Any, stamped: bool) -> None:
     if stamped and isinstance(value, dict):  # get past the format/version check into the schema and the IR
         value = {**value, "format": "qsnn-deploy-graph", "version": 1}
@@ -492,8 +562,13 @@ def test_garbage_bytes_raise_only_graph_error(data: bytes) -> None:
 
 @pytest.mark.parametrize("fragment", DEEP + NON_FINITE, ids=lambda r: r[:12])
 def test_deep_nesting_and_non_finite_numbers(fragment: Raw) -> None:
-    for path in [("graph", "metadata"), ("golden",), ("graph", "nodes", "lif1", "decay_mul"), ("target", "limits"),
-                 ("graph", "nodes", "fc", "weight", "values")]:
+    for path in [
+        ("graph", "metadata"),
+        ("golden",),
+        ("graph", "nodes", "lif1", "decay_mul"),
+        ("target", "limits"),
+        ("graph", "nodes", "fc", "weight", "values"),
+    ]:
         doc = copy.deepcopy(BASE_DOC)
         _set(doc, path, fragment)
         read_graph_json_bytes(render(doc).encode())
@@ -589,8 +664,10 @@ def test_huge_shapes_are_refused_without_allocating(case: str) -> None:
 
 
 @fuzz_settings(60)
-@given(st.sampled_from(TENSOR_PATHS + [("graph", "nodes", "input")]),
-       st.lists(st.sampled_from([100000, 65536, 2**31, 2**40, 10**30, 1, 0]), min_size=1, max_size=6))
+@given(
+    st.sampled_from(TENSOR_PATHS + [("graph", "nodes", "input")]),
+    st.lists(st.sampled_from([100000, 65536, 2**31, 2**40, 10**30, 1, 0]), min_size=1, max_size=6),
+)
 def test_huge_shapes_anywhere_stay_small(path: tuple, shape: list[int]) -> None:
     doc = copy.deepcopy(BASE_DOC)
     _get(doc, path)["shape"] = shape

@@ -141,8 +141,18 @@ def test_fold_avgpool_kernel_is_the_same_linear_map():
 
 
 def test_frames_input_matches_per_step_loop():
-    cfg = ModelConfig(in_channels=2, input_size=32, conv_channels=(16, 32), num_classes=11, batch_norm=False,
-                      dropout=0.0, threshold=0.6, timesteps=12, input_kind="frames", input_scale=1.0)
+    cfg = ModelConfig(
+        in_channels=2,
+        input_size=32,
+        conv_channels=(16, 32),
+        num_classes=11,
+        batch_norm=False,
+        dropout=0.0,
+        threshold=0.6,
+        timesteps=12,
+        input_kind="frames",
+        input_scale=1.0,
+    )
     model = _dyadic_model(cfg, seed=4).eval()
     x = torch.randint(0, 3, (3, 12, 2, 32, 32))
     with torch.no_grad():

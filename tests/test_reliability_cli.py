@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import torch
 
-from qsnn_deploy.training.checkpoint import Checkpoint, load_checkpoint, model_state, save_checkpoint
 from qsnn_deploy.app.cli import cli
+from qsnn_deploy.training.checkpoint import Checkpoint, load_checkpoint, model_state, save_checkpoint
 from qsnn_deploy.training.config import ModelConfig
 from qsnn_deploy.training.model import QSNN
 
@@ -118,8 +118,7 @@ def test_pickle_with_code_is_refused_and_never_runs(runner, make_ckpt, tmp_path,
     payload = torch.load(path, weights_only=True)
     payload["metrics"] = {"x": _Evil(marker)}
     torch.save(payload, path)
-    run_fails(runner, COMMANDS[command](path, out_dir), 3, "refused to unpickle", "--trust-checkpoint", str(path),
-              out_dir=out_dir)
+    run_fails(runner, COMMANDS[command](path, out_dir), 3, "refused to unpickle", "--trust-checkpoint", str(path), out_dir=out_dir)
     assert not marker.exists()
 
 
@@ -146,8 +145,12 @@ def test_trust_checkpoint_warns_that_it_unpickles_fully(runner, make_ckpt, out_d
 def test_corrupt_checkpoint(runner, make_ckpt, out_dir, damage):
     path = make_ckpt()
     data = path.read_bytes()
-    data = {"empty": b"", "garbage": bytes(range(256)) * 8, "zip-header": b"PK\x03\x04" + b"\x00" * 64,
-            "truncated": data[: len(data) // 2]}[damage]
+    data = {
+        "empty": b"",
+        "garbage": bytes(range(256)) * 8,
+        "zip-header": b"PK\x03\x04" + b"\x00" * 64,
+        "truncated": data[: len(data) // 2],
+    }[damage]
     path.write_bytes(data)
     run_fails(runner, _simulate(path, out_dir), 3, str(path), "checkpoint", out_dir=out_dir)
 
@@ -237,15 +240,20 @@ def test_timesteps_must_be_positive(runner, make_ckpt, out_dir, command, steps):
 
 
 def test_train_timesteps_zero_is_a_usage_error(runner, tmp_path):
-    run_fails(runner, ["train", "--out", str(tmp_path / "run"), "--timesteps", "0", "--data", "synthetic", "--quiet"], 2,
-              "--timesteps")
+    run_fails(runner, ["train", "--out", str(tmp_path / "run"), "--timesteps", "0", "--data", "synthetic", "--quiet"], 2, "--timesteps")
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("command", ["export", "simulate"])
 def test_unknown_target(runner, make_ckpt, out_dir, command):
-    run_fails(runner, COMMANDS[command](make_ckpt(), out_dir, "--target", "nope-core"), 6, "unknown target 'nope-core'",
-              "int4-core", out_dir=out_dir)
+    run_fails(
+        runner,
+        COMMANDS[command](make_ckpt(), out_dir, "--target", "nope-core"),
+        6,
+        "unknown target 'nope-core'",
+        "int4-core",
+        out_dir=out_dir,
+    )
 
 
 _PROFILE = {"name": "t", "weight": "INT4_NARROW", "input": "UINT8", "accumulator": "INT24", "state": "INT24", "decay_shift": 16}
@@ -278,27 +286,46 @@ def test_malformed_target_profile(runner, make_ckpt, tmp_path, out_dir, case):
 @pytest.mark.parametrize("data", ["fmnist", "mnist", "dvs"])
 def test_unknown_data_folder(runner, make_ckpt, tmp_path, out_dir, data):
     nowhere = tmp_path / "no-such-folder"
-    args = ["simulate", str(make_ckpt()), "--data", data, "--data-dir", str(nowhere), "--limit", "8", "--quiet",
-            "--json", str(out_dir / "report.json")]
+    args = [
+        "simulate",
+        str(make_ckpt()),
+        "--data",
+        data,
+        "--data-dir",
+        str(nowhere),
+        "--limit",
+        "8",
+        "--quiet",
+        "--json",
+        str(out_dir / "report.json"),
+    ]
     run_fails(runner, args, 4, "not found", str(nowhere), out_dir=out_dir)
 
 
 def test_train_with_unknown_data_folder_writes_no_file(runner, tmp_path):
     out = tmp_path / "run"
-    run_fails(runner, ["train", "--out", str(out), "--data", "fmnist", "--data-dir", str(tmp_path / "nowhere"), "--epochs", "1",
-                       "--quiet"], 4, "not found")
+    run_fails(
+        runner,
+        ["train", "--out", str(out), "--data", "fmnist", "--data-dir", str(tmp_path / "nowhere"), "--epochs", "1", "--quiet"],
+        4,
+        "not found",
+    )
     assert _files(out) == set()  # the run folder may exist, but holds nothing (a rerun is not blocked)
 
 
 # --- graph JSON models ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("content", "needle"), [
-    (b"{", "not valid UTF-8 JSON"),
-    (b"\x89PNG\r\n", "not valid UTF-8 JSON"),
-    (b'{"format": "qsnn-deploy-graph", "version": 99}', "version 99"),
-    (b"[1, 2]", "not a qsnn-deploy-graph document"),
-], ids=["truncated", "binary", "version", "not-object"])
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"{", "not valid UTF-8 JSON"),
+        (b"\x89PNG\r\n", "not valid UTF-8 JSON"),
+        (b'{"format": "qsnn-deploy-graph", "version": 99}', "version 99"),
+        (b"[1, 2]", "not a qsnn-deploy-graph document"),
+    ],
+    ids=["truncated", "binary", "version", "not-object"],
+)
 def test_malformed_graph_json_model(runner, tmp_path, out_dir, content, needle):
     path = tmp_path / "in" / "graph.json"
     path.parent.mkdir()

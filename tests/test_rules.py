@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,11 +14,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from graph_factory import make_graph  # noqa: E402
 
-from qsnn_deploy.ir.dtypes import IntType  # noqa: E402
 from qsnn_deploy.errors import TargetError  # noqa: E402
 from qsnn_deploy.ir import LIF, Conv2d, Graph, IntTensor, Linear  # noqa: E402
-from qsnn_deploy.targets import TargetProfile, load_target  # noqa: E402
-from qsnn_deploy.targets import rules  # noqa: E402
+from qsnn_deploy.ir.dtypes import IntType  # noqa: E402
+from qsnn_deploy.targets import (  # noqa: E402
+    TargetProfile,
+    load_target,
+    rules,  # noqa: E402
+)
 
 TARGET = load_target("int4-core")
 
@@ -49,8 +53,12 @@ def wider_state(graph: Graph) -> Graph:
     state = IntType(32)
     for name, node in graph.nodes.items():
         if isinstance(node, LIF):
-            graph = graph.replace_node(name, dataclasses.replace(
-                node, state=state, threshold=IntTensor(node.threshold.values, state), bias=IntTensor(node.bias.values, state)))
+            graph = graph.replace_node(
+                name,
+                dataclasses.replace(
+                    node, state=state, threshold=IntTensor(node.threshold.values, state), bias=IntTensor(node.bias.values, state)
+                ),
+            )
     return graph
 
 
@@ -65,18 +73,35 @@ def same(x: Any) -> Any:
 # (rule, graph change, target change, text the message must contain)
 VIOLATIONS = [
     ("graph_is_a_chain", branching, same, "feeds 2 nodes"),
-    ("inputs_fit_target_input_type", lambda g: replace_nodes(g, type(g.input), dtype=IntType(16, signed=False)), same,
-     "input 'input' has type UINT16 [0, 65535], beyond limit UINT8 [0, 255]"),
-    ("weights_fit_target_weight_type", lambda g: with_fc_weights(g, np.full(g.nodes["fc"].weight.shape, -8), IntType(4)), same,
-     "layer 'fc' has weights in [-8, -8], beyond limit INT4_NARROW [-7, 7]"),
+    (
+        "inputs_fit_target_input_type",
+        lambda g: replace_nodes(g, type(g.input), dtype=IntType(16, signed=False)),
+        same,
+        "input 'input' has type UINT16 [0, 65535], beyond limit UINT8 [0, 255]",
+    ),
+    (
+        "weights_fit_target_weight_type",
+        lambda g: with_fc_weights(g, np.full(g.nodes["fc"].weight.shape, -8), IntType(4)),
+        same,
+        "layer 'fc' has weights in [-8, -8], beyond limit INT4_NARROW [-7, 7]",
+    ),
     ("lif_state_matches_target", wider_state, same, "layer 'lif1' has state INT32, limit is the target's INT24"),
-    ("lif_arithmetic_matches_target", lambda g: replace_nodes(g, LIF, rounding="floor"), same,
-     "layer 'lif1' has rounding 'floor', limit is the target's 'half_up'"),
+    (
+        "lif_arithmetic_matches_target",
+        lambda g: replace_nodes(g, LIF, rounding="floor"),
+        same,
+        "layer 'lif1' has rounding 'floor', limit is the target's 'half_up'",
+    ),
     ("layer_count_within_limit", same, limits(max_layers=1), "graph has 2 LIF layers > limit 1"),
     ("layer_neurons_within_limit", same, limits(max_neurons_per_layer=10), "layer 'lif1' has 64 neurons > limit 10"),
     ("total_neurons_within_limit", same, limits(max_neurons=69), "graph has 70 neurons > limit 69"),
     ("fan_in_within_limit", same, limits(max_fan_in=63), "layer 'fc' has fan-in 64 > limit 63"),
-    ("weight_memory_within_limit", same, limits(max_weight_memory_bits=100), "graph has 1680 weight bits (INT4_NARROW) > limit 100"),  # (36 + 384) weights x 4 bits
+    (
+        "weight_memory_within_limit",
+        same,
+        limits(max_weight_memory_bits=100),
+        "graph has 1680 weight bits (INT4_NARROW) > limit 100",
+    ),  # (36 + 384) weights x 4 bits
     ("accumulator_bound_fits", same, lambda t: t.with_changes(accumulator=IntType(12)), "layer 'pool1' has worst-case synaptic sum"),
 ]
 

@@ -21,11 +21,10 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent))
 from graph_factory import make_graph, random_input  # noqa: E402
 
-from qsnn_deploy.ir.dtypes import IntType  # noqa: E402
 from qsnn_deploy.errors import GraphError, QsnnError, TargetError  # noqa: E402
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d  # noqa: E402
-from qsnn_deploy.sim import LayerStats, simulate, simulate_split  # noqa: E402
-from qsnn_deploy.sim import fast, fast_plan  # noqa: E402
+from qsnn_deploy.ir.dtypes import IntType  # noqa: E402
+from qsnn_deploy.sim import LayerStats, fast, fast_plan, simulate, simulate_split  # noqa: E402  # noqa: E402
 from qsnn_deploy.targets import load_target  # noqa: E402
 
 INT4N = IntType(4, signed=True, narrow=True)
@@ -37,8 +36,9 @@ needs_fast = pytest.mark.skipif(not fast.available(), reason="fast backend needs
 
 def lif_node(channels: int, threshold: int, *, state: IntType = IntType(24), **kw: Any) -> LIF:
     kw = {"decay_mul": 192, "decay_shift": 8, **kw}  # beta = 3/4
-    return LIF(threshold=IntTensor(np.full(channels, threshold), state), bias=IntTensor(np.zeros(channels, np.int64), state),
-               state=state, **kw)
+    return LIF(
+        threshold=IntTensor(np.full(channels, threshold), state), bias=IntTensor(np.zeros(channels, np.int64), state), state=state, **kw
+    )
 
 
 def weights(rng: np.random.Generator, shape: tuple[int, ...]) -> IntTensor:
@@ -72,14 +72,15 @@ def naive_apply(node: Any, x: np.ndarray) -> np.ndarray:
         y = np.zeros((x.shape[0], w.shape[0], oh, ow), np.int64)
         for r in range(oh):
             for c in range(ow):
-                patch = xp[:, :, r * sh: r * sh + w.shape[2], c * sw: c * sw + w.shape[3]]
+                patch = xp[:, :, r * sh : r * sh + w.shape[2], c * sw : c * sw + w.shape[3]]
                 y[:, :, r, c] = np.einsum("bikl,oikl->bo", patch, w)
         return y
     if isinstance(node, SumPool2d):
         (kh, kw), (sh, sw) = node.kernel, node.stride
         _, oh, ow = node.output_shape(x.shape[1:])
-        return np.stack([np.stack([x[:, :, r * sh: r * sh + kh, c * sw: c * sw + kw].sum(axis=(2, 3)) for c in range(ow)], -1)
-                         for r in range(oh)], -2)
+        return np.stack(
+            [np.stack([x[:, :, r * sh : r * sh + kh, c * sw : c * sw + kw].sum(axis=(2, 3)) for c in range(ow)], -1) for r in range(oh)], -2
+        )
     if isinstance(node, Flatten):
         return x.reshape(len(x), -1)
     return x @ node.weight.values.T  # Linear
@@ -145,11 +146,16 @@ def test_reference_does_not_import_torch():
     assert out.stdout.startswith("ok")
 
 
-@pytest.mark.parametrize(("static", "options"), [
-    (True, {}), (False, {}), (True, {"reset": "zero", "compare": "ge", "rounding": "floor"}),
-    (False, {"reset_timing": "immediate", "stride": 2, "padding": 0, "size": 11}),
-    (True, {"reset_timing": "immediate", "reset": "zero", "state_bits": 9, "overflow": "wrap", "pool": 3}),
-])
+@pytest.mark.parametrize(
+    ("static", "options"),
+    [
+        (True, {}),
+        (False, {}),
+        (True, {"reset": "zero", "compare": "ge", "rounding": "floor"}),
+        (False, {"reset_timing": "immediate", "stride": 2, "padding": 0, "size": 11}),
+        (True, {"reset_timing": "immediate", "reset": "zero", "state_bits": 9, "overflow": "wrap", "pool": 3}),
+    ],
+)
 def test_reference_matches_naive_loop(static, options):
     g = make_graph(4, static, **options)
     x = random_input(g, 3, 9, T)
@@ -165,23 +171,25 @@ def test_reference_matches_naive_loop(static, options):
 
 # --- fast == reference ---------------------------------------------------------------------------
 
-graph_options = st.fixed_dictionaries({
-    "static": st.booleans(),
-    "kernel": st.sampled_from([1, 3, 5]),
-    "padding": st.sampled_from([0, 1, 2]),
-    "stride": st.sampled_from([1, 2]),
-    "pool": st.sampled_from([1, 2, 3]),
-    "conv_channels": st.sampled_from([1, 4, 8]),
-    "in_channels": st.sampled_from([1, 2]),
-    "state_bits": st.sampled_from([10, 16, 24]),
-    "decay_shift": st.sampled_from([0, 4, 16]),
-    "input_shift": st.sampled_from([0, 3]),
-    "reset": st.sampled_from(["subtract", "zero"]),
-    "compare": st.sampled_from(["gt", "ge"]),
-    "reset_timing": st.sampled_from(["delayed", "immediate"]),
-    "rounding": st.sampled_from(["floor", "half_up"]),
-    "overflow": st.sampled_from(["saturate", "wrap"]),
-})
+graph_options = st.fixed_dictionaries(
+    {
+        "static": st.booleans(),
+        "kernel": st.sampled_from([1, 3, 5]),
+        "padding": st.sampled_from([0, 1, 2]),
+        "stride": st.sampled_from([1, 2]),
+        "pool": st.sampled_from([1, 2, 3]),
+        "conv_channels": st.sampled_from([1, 4, 8]),
+        "in_channels": st.sampled_from([1, 2]),
+        "state_bits": st.sampled_from([10, 16, 24]),
+        "decay_shift": st.sampled_from([0, 4, 16]),
+        "input_shift": st.sampled_from([0, 3]),
+        "reset": st.sampled_from(["subtract", "zero"]),
+        "compare": st.sampled_from(["gt", "ge"]),
+        "reset_timing": st.sampled_from(["delayed", "immediate"]),
+        "rounding": st.sampled_from(["floor", "half_up"]),
+        "overflow": st.sampled_from(["saturate", "wrap"]),
+    }
+)
 
 
 @needs_fast
@@ -213,7 +221,7 @@ def test_results_do_not_depend_on_batching(static, monkeypatch):
     g = make_graph(11, static, kernel=5, padding=0, size=12)
     x = random_input(g, 5, 3, T)
     whole_ref, whole = both(g, x, T)
-    singles = [simulate(g, x[i:i + 1], T, backend="fast", record=True) for i in range(5)]
+    singles = [simulate(g, x[i : i + 1], T, backend="fast", record=True) for i in range(5)]
     assert np.array_equal(np.concatenate([s.counts for s in singles]), whole.counts)
     for name in whole.spikes:
         assert np.array_equal(np.concatenate([s.spikes[name] for s in singles], axis=1), whole.spikes[name])
@@ -229,15 +237,21 @@ def test_results_do_not_depend_on_batching(static, monkeypatch):
 def fmnist_like(seed: int) -> Graph:
     """The Fashion-MNIST architecture with random int4 weights (conv k5 + pool 2, x2; dense 1024 -> 10)."""
     rng = np.random.default_rng(seed)
-    return Graph.sequential([
-        ("input", Input(shape=(1, 28, 28), dtype=UINT8)),
-        ("conv1", Conv2d(weight=weights(rng, (16, 1, 5, 5)))), ("pool1", SumPool2d(kernel=(2, 2), stride=(2, 2))),
-        ("lif1", lif_node(16, 20_000)),
-        ("conv2", Conv2d(weight=weights(rng, (64, 16, 5, 5)))), ("pool2", SumPool2d(kernel=(2, 2), stride=(2, 2))),
-        ("lif2", lif_node(64, 20)),
-        ("flatten", Flatten()), ("fc", Linear(weight=weights(rng, (10, 1024)))), ("lif3", lif_node(10, 6)),
-        ("output", Output()),
-    ])
+    return Graph.sequential(
+        [
+            ("input", Input(shape=(1, 28, 28), dtype=UINT8)),
+            ("conv1", Conv2d(weight=weights(rng, (16, 1, 5, 5)))),
+            ("pool1", SumPool2d(kernel=(2, 2), stride=(2, 2))),
+            ("lif1", lif_node(16, 20_000)),
+            ("conv2", Conv2d(weight=weights(rng, (64, 16, 5, 5)))),
+            ("pool2", SumPool2d(kernel=(2, 2), stride=(2, 2))),
+            ("lif2", lif_node(64, 20)),
+            ("flatten", Flatten()),
+            ("fc", Linear(weight=weights(rng, (10, 1024)))),
+            ("lif3", lif_node(10, 6)),
+            ("output", Output()),
+        ]
+    )
 
 
 @needs_fast
@@ -257,11 +271,15 @@ def test_fmnist_architecture_fast_equals_reference():
 def test_float64_path_for_wide_inputs():
     # UINT16 event counts x 25 int4 weights x 4: the bound exceeds 2^24, so float64 is used
     rng = np.random.default_rng(2)
-    g = Graph.sequential([
-        ("input", Input(shape=(2, 10, 10), dtype=IntType(16, signed=False), encoding="frames")),
-        ("conv", Conv2d(weight=weights(rng, (3, 2, 5, 5)), padding=(2, 2))), ("pool", SumPool2d(kernel=(2, 2), stride=(2, 2))),
-        ("lif", lif_node(3, 2_000_000, state=IntType(32))), ("output", Output()),
-    ])
+    g = Graph.sequential(
+        [
+            ("input", Input(shape=(2, 10, 10), dtype=IntType(16, signed=False), encoding="frames")),
+            ("conv", Conv2d(weight=weights(rng, (3, 2, 5, 5)), padding=(2, 2))),
+            ("pool", SumPool2d(kernel=(2, 2), stride=(2, 2))),
+            ("lif", lif_node(3, 2_000_000, state=IntType(32))),
+            ("output", Output()),
+        ]
+    )
     assert fast_plan._plan(g)[0].dtype == "float64"
     x = rng.integers(0, 2**16, size=(3, 6, 2, 10, 10))
     ref, _ = both(g, x, 6)
@@ -289,12 +307,24 @@ def test_float32_not_trusted_when_torch_may_narrow_it():
 def test_int64_path_at_the_edges_of_int64(overflow):
     # INT62 frames straight into a 48-bit LIF with a 30-bit input shift: sums far beyond the
     # state type, beyond float64's exact range, so the fast backend takes its int64 path
-    g = Graph.sequential([
-        ("input", Input(shape=(4,), dtype=IntType(62), encoding="frames")),
-        ("lif", LIF(threshold=IntTensor.of([1, 5, 2**46, 2**47 - 1], "INT48"), bias=IntTensor.of([0, -3, 7, 2**40], "INT48"),
-                    decay_mul=2**30 - 1, decay_shift=30, input_shift=30, state=IntType(48), overflow=overflow)),
-        ("output", Output()),
-    ])
+    g = Graph.sequential(
+        [
+            ("input", Input(shape=(4,), dtype=IntType(62), encoding="frames")),
+            (
+                "lif",
+                LIF(
+                    threshold=IntTensor.of([1, 5, 2**46, 2**47 - 1], "INT48"),
+                    bias=IntTensor.of([0, -3, 7, 2**40], "INT48"),
+                    decay_mul=2**30 - 1,
+                    decay_shift=30,
+                    input_shift=30,
+                    state=IntType(48),
+                    overflow=overflow,
+                ),
+            ),
+            ("output", Output()),
+        ]
+    )
     assert fast_plan._plan(g)[0].dtype == "int64"
     t = IntType(62)
     x = np.random.default_rng(3).choice([t.min, t.max, 0, 1, -1, 2**20, -(2**33), 12345], size=(2, 12, 4))
@@ -316,22 +346,32 @@ def test_overflow_error_policy_names_the_layer():
 
 def spiking_chain(static: bool = True, in_type: IntType = UINT8) -> Graph:
     rng = np.random.default_rng(7)
-    return Graph.sequential([
-        ("input", Input(shape=(1, 9, 9), dtype=in_type, encoding="static" if static else "frames")),
-        ("conv1", Conv2d(weight=weights(rng, (3, 1, 3, 3)), padding=(1, 1))),
-        ("lif1", lif_node(3, 400 if in_type.bits > 1 else 3)),
-        ("conv2", Conv2d(weight=weights(rng, (5, 3, 3, 3)), stride=(2, 2), padding=(1, 1))),
-        ("lif2", lif_node(5, 6)),
-        ("flatten", Flatten()), ("fc", Linear(weight=weights(rng, (4, 125)))), ("lif3", lif_node(4, 3)),
-        ("output", Output()),
-    ])
+    return Graph.sequential(
+        [
+            ("input", Input(shape=(1, 9, 9), dtype=in_type, encoding="static" if static else "frames")),
+            ("conv1", Conv2d(weight=weights(rng, (3, 1, 3, 3)), padding=(1, 1))),
+            ("lif1", lif_node(3, 400 if in_type.bits > 1 else 3)),
+            ("conv2", Conv2d(weight=weights(rng, (5, 3, 3, 3)), stride=(2, 2), padding=(1, 1))),
+            ("lif2", lif_node(5, 6)),
+            ("flatten", Flatten()),
+            ("fc", Linear(weight=weights(rng, (4, 125)))),
+            ("lif3", lif_node(4, 3)),
+            ("output", Output()),
+        ]
+    )
 
 
 def brute_force_fan_out(h: int, w: int, size: int, kernel: int, stride: int, pad: int) -> int:
     """Output positions whose receptive field contains input pixel (h, w), by enumeration."""
     out = (size + 2 * pad - kernel) // stride + 1
-    return sum(1 for oy in range(out) for ox in range(out) for ky in range(kernel) for kx in range(kernel)
-               if oy * stride - pad + ky == h and ox * stride - pad + kx == w)
+    return sum(
+        1
+        for oy in range(out)
+        for ox in range(out)
+        for ky in range(kernel)
+        for kx in range(kernel)
+        if oy * stride - pad + ky == h and ox * stride - pad + kx == w
+    )
 
 
 @pytest.mark.parametrize("backend", ["reference", pytest.param("fast", marks=needs_fast)])
@@ -367,7 +407,10 @@ def test_dense_macs_per_step_for_frames_and_synops_for_binary_inputs():
 def test_memory_bits():
     stats = simulate(spiking_chain(), np.zeros((1, 1, 9, 9), np.int64), 2, backend="reference").layers
     assert [(s.neurons, s.weight_bits, s.state_bits, s.param_bits) for s in stats] == [
-        (243, 27 * 4, 243 * 24, 2 * 3 * 24), (125, 135 * 4, 125 * 24, 2 * 5 * 24), (4, 500 * 4, 4 * 24, 2 * 4 * 24)]
+        (243, 27 * 4, 243 * 24, 2 * 3 * 24),
+        (125, 135 * 4, 125 * 24, 2 * 5 * 24),
+        (4, 500 * 4, 4 * 24, 2 * 4 * 24),
+    ]
     assert stats[0].memory_bits == 27 * 4 + 243 * 24 + 2 * 3 * 24
     assert [s.op for s in stats] == ["Conv2d+LIF", "Conv2d+LIF", "Flatten+Linear+LIF"]
 
@@ -413,8 +456,7 @@ def test_input_validation():
 
 def test_output_must_count_lif_spikes():
     rng = np.random.default_rng(0)
-    g = Graph.sequential([("input", Input(shape=(3,), dtype=UINT8)), ("fc", Linear(weight=weights(rng, (2, 3)))),
-                          ("output", Output())])
+    g = Graph.sequential([("input", Input(shape=(3,), dtype=UINT8)), ("fc", Linear(weight=weights(rng, (2, 3)))), ("output", Output())])
     with pytest.raises(GraphError, match="LIF"):
         simulate(g, np.zeros((1, 3), np.int64), 2)
 

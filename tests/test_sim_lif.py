@@ -15,18 +15,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import LIF, IntTensor
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.sim import lif
 
 INT8 = IntType(8)
 
 
-def make_lif(threshold=(20,), bias=(0,), *, mul: int = 3, shift: int = 2, input_shift: int = 0, state: IntType = INT8,
-             **kw) -> LIF:
-    return LIF(threshold=IntTensor.of(list(threshold), state), bias=IntTensor.of(list(bias), state), decay_mul=mul,
-               decay_shift=shift, input_shift=input_shift, state=state, **kw)
+def make_lif(threshold=(20,), bias=(0,), *, mul: int = 3, shift: int = 2, input_shift: int = 0, state: IntType = INT8, **kw) -> LIF:
+    return LIF(
+        threshold=IntTensor.of(list(threshold), state),
+        bias=IntTensor.of(list(bias), state),
+        decay_mul=mul,
+        decay_shift=shift,
+        input_shift=input_shift,
+        state=state,
+        **kw,
+    )
 
 
 def run(node: LIF, inputs: list[int], name: str = "lif") -> tuple[list[int], list[int], int]:
@@ -132,8 +138,9 @@ def exact_decay(v: int, mul: int, shift: int, rounding: str) -> int:
     return x.numerator // x.denominator
 
 
-decay_args = st.integers(0, 30).flatmap(lambda k: st.tuples(
-    st.integers(-(2**47), 2**47 - 1), st.integers(0, 2**k), st.just(k), st.sampled_from(["floor", "half_up"])))
+decay_args = st.integers(0, 30).flatmap(
+    lambda k: st.tuples(st.integers(-(2**47), 2**47 - 1), st.integers(0, 2**k), st.just(k), st.sampled_from(["floor", "half_up"]))
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -193,10 +200,16 @@ def lif_cases(draw):
     state = IntType(bits)
     k = draw(st.sampled_from([0, 1, 16, 30]) | st.integers(0, 30))
     node = make_lif(
-        threshold=(draw(st.integers(1, state.max)),), bias=(draw(st.integers(state.min, state.max)),),
-        mul=draw(st.sampled_from([0, 2**k, max(2**k - 1, 0), (3 * 2**k) // 4]) | st.integers(0, 2**k)), shift=k, input_shift=draw(st.integers(0, 40)), state=state,
-        reset=draw(st.sampled_from(["subtract", "zero"])), compare=draw(st.sampled_from(["gt", "ge"])),
-        reset_timing=draw(st.sampled_from(["delayed", "immediate"])), rounding=draw(st.sampled_from(["floor", "half_up"])),
+        threshold=(draw(st.integers(1, state.max)),),
+        bias=(draw(st.integers(state.min, state.max)),),
+        mul=draw(st.sampled_from([0, 2**k, max(2**k - 1, 0), (3 * 2**k) // 4]) | st.integers(0, 2**k)),
+        shift=k,
+        input_shift=draw(st.integers(0, 40)),
+        state=state,
+        reset=draw(st.sampled_from(["subtract", "zero"])),
+        compare=draw(st.sampled_from(["gt", "ge"])),
+        reset_timing=draw(st.sampled_from(["delayed", "immediate"])),
+        rounding=draw(st.sampled_from(["floor", "half_up"])),
         overflow=draw(st.sampled_from(["saturate", "wrap"])),
     )
     # inputs around the interesting edges: tiny, near the state limits, and far beyond int64 shifts
@@ -234,7 +247,8 @@ def test_saturation_and_wrap_at_the_edges(bits, offset, at_max):
         node = make_lif(threshold=(state.max,), mul=0, shift=0, state=state, overflow=policy)
         _, st_ = lif.step(np.array([[a]]), lif.initial_state((1, 1)), lif.LIFParams.from_node(node))
         inside = state.min <= a <= state.max
-        expect = a if inside else (min(max(a, state.min), state.max) if policy == "saturate"
-                                   else (state.min if a > state.max else state.max))
+        expect = (
+            a if inside else (min(max(a, state.min), state.max) if policy == "saturate" else (state.min if a > state.max else state.max))
+        )
         assert int(st_.v[0, 0]) == expect
         assert int(st_.overflows[0]) == (0 if inside else 1)

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from qsnn_deploy.training.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from qsnn_deploy.app.cli import cli
-from qsnn_deploy.training.config import ModelConfig, TrainConfig, get_preset
 from qsnn_deploy.errors import CheckpointError
+from qsnn_deploy.training.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
+from qsnn_deploy.training.config import ModelConfig, TrainConfig, get_preset
 from qsnn_deploy.training.schedules import learning_rate
 
 SMALL = ["--data", "synthetic", "--timesteps", "12", "--batch-size", "64", "--limit-train", "320", "--limit-test", "128", "--quiet"]
@@ -85,8 +85,9 @@ def test_refit_rejects_bad_requests(runner, tmp_path):
     res = runner.invoke(cli, ["train", "--out", str(tmp_path / "c"), "--epochs", "2", "--refit-from", str(run / "best.pt"), "--quiet"])
     assert res.exit_code == 3 and "no training state" in res.output
     for flag in (["--resume"], ["--finetune", str(run / "best.pt")]):
-        res = runner.invoke(cli, ["train", "--out", str(tmp_path / "d"), "--epochs", "2", "--refit-from", str(run / "last.pt"),
-                                  *flag, "--quiet"])
+        res = runner.invoke(
+            cli, ["train", "--out", str(tmp_path / "d"), "--epochs", "2", "--refit-from", str(run / "last.pt"), *flag, "--quiet"]
+        )
         assert res.exit_code != 0 and "a refit starts a new run" in res.output, flag
     for out in ("a", "b", "c", "d"):
         assert not (tmp_path / out).exists(), out
@@ -180,7 +181,13 @@ def test_reference_state_dict_import(tmp_path):
     ckpt = _tiny_ckpt()
     ref = {}
     for k, v in ckpt.state_dict.items():
-        k2 = k.replace("convs.0.", "conv1.").replace("convs.1.", "conv2.").replace("bns.0.", "conv1_bn.").replace("bns.1.", "conv2_bn.").replace("fc.", "fc1.")
+        k2 = (
+            k.replace("convs.0.", "conv1.")
+            .replace("convs.1.", "conv2.")
+            .replace("bns.0.", "conv1_bn.")
+            .replace("bns.1.", "conv2_bn.")
+            .replace("fc.", "fc1.")
+        )
         if not k.startswith("lifs."):
             ref[k2] = v
     path = tmp_path / "ref.pt"

@@ -56,15 +56,45 @@ def cli() -> None:
 @data_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--force", is_flag=True, help="Start over even if --out holds a run.")
-@click.option("--finetune", "finetune_from", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="Fine-tune this trained checkpoint with the target's integer LIF arithmetic in the forward pass.")
+@click.option(
+    "--finetune",
+    "finetune_from",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Fine-tune this trained checkpoint with the target's integer LIF arithmetic in the forward pass.",
+)
 @click.option("--target", default=None, help="Target of --finetune (name or JSON file).  [default: int4-core]")
-@click.option("--refit-from", "refit_from", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="Continue this run checkpoint (a last.pt) on the whole training set, validation split included, "
-                   "up to --epochs (the epoch early stopping chose); best.pt is then the last epoch.")
+@click.option(
+    "--refit-from",
+    "refit_from",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Continue this run checkpoint (a last.pt) on the whole training set, validation split included, "
+    "up to --epochs (the epoch early stopping chose); best.pt is then the last epoch.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience, weight_bits, limit_train, limit_test, seed,
-          data, data_dir, resume, force, finetune_from, target, refit_from, quiet) -> None:
+def train(
+    preset,
+    out_dir,
+    epochs,
+    timesteps,
+    batch_size,
+    lr,
+    schedule,
+    patience,
+    weight_bits,
+    limit_train,
+    limit_test,
+    seed,
+    data,
+    data_dir,
+    resume,
+    force,
+    finetune_from,
+    target,
+    refit_from,
+    quiet,
+) -> None:
     """Train a QSNN with the paper's QAT recipe (resumable), or fine-tune one for a target.
 
     With --finetune MODEL the run starts from MODEL and trains through the target's integer
@@ -101,16 +131,34 @@ def train(preset, out_dir, epochs, timesteps, batch_size, lr, schedule, patience
         base_train = override(base_train, cosine_period_epochs=max(epochs, 1))
         target = target or "int4-core"
     model_cfg = override(model_cfg, timesteps=timesteps, weight_bits=weight_bits)
-    train_cfg = override(base_train, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, patience=patience, seed=seed, dataset=data)
-    result = run_train(model_cfg, train_cfg, out_dir, preset=preset_name, data_dir=data_dir, limit_train=limit_train,
-                       limit_test=limit_test, resume=resume, force=force, progress=not quiet, init_from=init_from, target=target,
-                       refit_from=refit)
+    train_cfg = override(
+        base_train, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, patience=patience, seed=seed, dataset=data
+    )
+    result = run_train(
+        model_cfg,
+        train_cfg,
+        out_dir,
+        preset=preset_name,
+        data_dir=data_dir,
+        limit_train=limit_train,
+        limit_test=limit_test,
+        resume=resume,
+        force=force,
+        progress=not quiet,
+        init_from=init_from,
+        target=target,
+        refit_from=refit,
+    )
     if result.best_val_acc is None:
-        click.echo(f"refit to epoch {result.best_epoch} (no validation split); test accuracy {result.test_acc_at_best:.4f}; "
-                   f"model: {result.out_dir / 'best.pt'}")
+        click.echo(
+            f"refit to epoch {result.best_epoch} (no validation split); test accuracy {result.test_acc_at_best:.4f}; "
+            f"model: {result.out_dir / 'best.pt'}"
+        )
     else:
-        click.echo(f"best validation accuracy {result.best_val_acc:.4f} at epoch {result.best_epoch}; "
-                   f"test accuracy there {result.test_acc_at_best:.4f}; model: {result.out_dir / 'best.pt'}")
+        click.echo(
+            f"best validation accuracy {result.best_val_acc:.4f} at epoch {result.best_epoch}; "
+            f"test accuracy there {result.test_acc_at_best:.4f}; model: {result.out_dir / 'best.pt'}"
+        )
 
 
 @cli.command()
@@ -120,8 +168,10 @@ def presets() -> None:
 
     for p in PRESETS.values():
         m, t = p.model, p.train
-        click.echo(f"{p.name:13s} bits={m.weight_bits:<2d} beta={m.beta} thr={m.threshold} slope={m.slope} lr={t.lr} "
-                   f"bn={m.batch_norm} dropout={m.dropout} batch={t.batch_size} T={m.timesteps} {t.schedule}  # {p.note}")
+        click.echo(
+            f"{p.name:13s} bits={m.weight_bits:<2d} beta={m.beta} thr={m.threshold} slope={m.slope} lr={t.lr} "
+            f"bn={m.batch_norm} dropout={m.dropout} batch={t.batch_size} T={m.timesteps} {t.schedule}  # {p.note}"
+        )
 
 
 def model_options(fn):
@@ -160,8 +210,9 @@ def simulate(model_path, target, timesteps, preset, trust_checkpoint, data, data
     dep = _load(model_path, target, timesteps, preset, trust_checkpoint)
     check_target(dep.graph, dep.target)
     split = load_eval_data(dep, data, data_dir, limit)
-    report = simulate_split(dep.graph, split.x, split.y, dep.timesteps, batch_size=batch_size, backend=backend,
-                            target=dep.target, progress=not quiet)
+    report = simulate_split(
+        dep.graph, split.x, split.y, dep.timesteps, batch_size=batch_size, backend=backend, target=dep.target, progress=not quiet
+    )
     doc = simulation_json(report, dep)
     print_simulation(doc)
     if json_path:
@@ -179,16 +230,17 @@ def simulate(model_path, target, timesteps, preset, trust_checkpoint, data, data
 def parity(model_path, target, timesteps, preset, trust_checkpoint, data, data_dir, limit, batch_size, backend, json_path, quiet) -> None:
     """Float QAT model vs integer deployment: accuracy and spike-by-spike agreement."""
     from qsnn_deploy.app.loading import load_eval_data
-    from qsnn_deploy.errors import QsnnError
     from qsnn_deploy.app.parity import run_parity
     from qsnn_deploy.app.reports import print_parity, write_json
+    from qsnn_deploy.errors import QsnnError
 
     dep = _load(model_path, target, timesteps, preset, trust_checkpoint)
     if dep.model is None:
         raise QsnnError("parity needs the float model: give a checkpoint, not a graph JSON")
     split = load_eval_data(dep, data, data_dir, limit)
-    report = run_parity(dep.model, dep.graph, split.x, split.y, target=dep.target, batch_size=batch_size, backend=backend,
-                        progress=not quiet)
+    report = run_parity(
+        dep.model, dep.graph, split.x, split.y, target=dep.target, batch_size=batch_size, backend=backend, progress=not quiet
+    )
     doc = report.to_json()
     print_parity(doc)
     if json_path:
@@ -204,7 +256,9 @@ def parity(model_path, target, timesteps, preset, trust_checkpoint, data, data_d
 @data_options
 @click.option("--nir-dialect", type=click.Choice(["norse", "snntorch"]), default="norse", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def export(model_path, target, timesteps, preset, trust_checkpoint, fmt, output, unroll, golden, data, data_dir, nir_dialect, force) -> None:
+def export(
+    model_path, target, timesteps, preset, trust_checkpoint, fmt, output, unroll, golden, data, data_dir, nir_dialect, force
+) -> None:
     """Export the frozen integer graph (json | qonnx | onnx | nir)."""
     from qsnn_deploy.errors import OutputExistsError
     from qsnn_deploy.exporters import export as run_export
@@ -217,8 +271,9 @@ def export(model_path, target, timesteps, preset, trust_checkpoint, fmt, output,
         from qsnn_deploy.app.loading import load_eval_data
 
         golden_inputs = load_eval_data(dep, data, data_dir, golden).x
-    path = run_export(dep.graph, fmt, output, target=dep.target, timesteps=dep.timesteps, unroll=unroll,
-                      golden=golden_inputs, nir_dialect=nir_dialect)
+    path = run_export(
+        dep.graph, fmt, output, target=dep.target, timesteps=dep.timesteps, unroll=unroll, golden=golden_inputs, nir_dialect=nir_dialect
+    )
     click.echo(f"wrote {path}")
 
 
@@ -229,15 +284,22 @@ def targets() -> None:
 
     for name in available_targets():
         t = load_target(name)
-        click.echo(f"{t.name}: weights {t.weight.name}, inputs {t.input.name}, accumulator {t.accumulator.name}, "
-                   f"state {t.state.name}, decay >> {t.decay_shift} ({t.rounding}), {t.overflow}, {t.compare}, {t.reset}/{t.reset_timing}")
+        click.echo(
+            f"{t.name}: weights {t.weight.name}, inputs {t.input.name}, accumulator {t.accumulator.name}, "
+            f"state {t.state.name}, decay >> {t.decay_shift} ({t.rounding}), {t.overflow}, {t.compare}, {t.reset}/{t.reset_timing}"
+        )
         click.echo(f"    {t.description}")
 
 
 @cli.command()
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("demo-out"), show_default=True)
-@click.option("--model", "model_path", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
-              help="Checkpoint to demo (default: the shipped Fashion-MNIST int4 model).")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Checkpoint to demo (default: the shipped Fashion-MNIST int4 model).",
+)
 @click.option("--limit", type=int, default=None, help="Use N test images.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Folder holding Fashion-MNIST.")
 @click.option("--quiet", is_flag=True)

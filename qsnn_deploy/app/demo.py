@@ -17,16 +17,22 @@ SHIPPED_MODEL = Path(__file__).parent.parent / "assets" / "fmnist_int4.pt"
 EXPORTS = {"json": "model.json", "onnx": "model.onnx", "qonnx": "model.qonnx.onnx", "nir": "model.nir"}
 
 
-def run_demo(out_dir: str | Path, *, model_path: str | Path | None = None, limit: int | None = None,
-             data_dir: str | Path | None = None, progress: bool = True) -> dict:
+def run_demo(
+    out_dir: str | Path,
+    *,
+    model_path: str | Path | None = None,
+    limit: int | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
     """Run the demo into ``out_dir``; return the parity document."""
     from rich.console import Console
 
-    from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
     from qsnn_deploy.app.loading import load_deployable
-    from qsnn_deploy.exporters import export
     from qsnn_deploy.app.parity import run_parity
     from qsnn_deploy.app.reports import print_parity, print_simulation, simulation_json, write_json
+    from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
+    from qsnn_deploy.exporters import export
     from qsnn_deploy.targets.rules import check_target
 
     console = Console()

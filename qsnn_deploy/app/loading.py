@@ -27,8 +27,14 @@ class Deployable:
     source: Path
 
 
-def load_deployable(path: str | Path, *, target: str | TargetProfile | None = "int4-core", trust: bool = False,
-                    preset: str | None = None, fraction_bits: int | None = None) -> Deployable:
+def load_deployable(
+    path: str | Path,
+    *,
+    target: str | TargetProfile | None = "int4-core",
+    trust: bool = False,
+    preset: str | None = None,
+    fraction_bits: int | None = None,
+) -> Deployable:
     """Load a checkpoint (and freeze it for ``target``) or a graph JSON file."""
     path = Path(path)
     if path.suffix == ".json":
@@ -43,9 +49,9 @@ def load_deployable(path: str | Path, *, target: str | TargetProfile | None = "i
             raise QsnnError(f"{path}: the graph states no number of time steps; pass --timesteps")
         dataset = (graph.metadata.get("model_config") or {}).get("dataset")
         return Deployable(graph, tgt, None, int(timesteps), dataset, path)
+    from qsnn_deploy.frontends.torch_qat import freeze
     from qsnn_deploy.training.checkpoint import build_model, load_checkpoint
     from qsnn_deploy.training.config import get_preset
-    from qsnn_deploy.frontends.torch_qat import freeze
 
     config = get_preset(preset).model if preset else None
     ckpt = load_checkpoint(path, trust=trust, config=config)

@@ -27,9 +27,14 @@ class LayerParity:
     def to_json(self, stats: Any) -> dict[str, Any]:
         """This layer's comparison, with the integer run's ``LayerStats`` (SynOps, memory, saturations)."""
         return {
-            "name": self.name, "neurons": self.neurons, "spikes_float": self.spikes_float, "spikes_int": self.spikes_int,
-            "spike_agreement": self.equal_neuron_steps / max(self.neuron_steps, 1), "synops": int(stats.synops),
-            "memory_bits": int(stats.memory_bits), "saturations": int(stats.saturations),
+            "name": self.name,
+            "neurons": self.neurons,
+            "spikes_float": self.spikes_float,
+            "spikes_int": self.spikes_int,
+            "spike_agreement": self.equal_neuron_steps / max(self.neuron_steps, 1),
+            "synops": int(stats.synops),
+            "memory_bits": int(stats.memory_bits),
+            "saturations": int(stats.saturations),
         }
 
 
@@ -63,27 +68,43 @@ class ParityReport:
             step, layer = self.first_divergence
             first = {"step": step, "layer": self.layers[layer].name, "samples_diverged": self.diverged}
         return {
-            "target": self.target, "timesteps": self.timesteps, "samples": self.samples,
-            "accuracy": self.int_accuracy, "float_accuracy": self.float_accuracy, "int_accuracy": self.int_accuracy,
+            "target": self.target,
+            "timesteps": self.timesteps,
+            "samples": self.samples,
+            "accuracy": self.int_accuracy,
+            "float_accuracy": self.float_accuracy,
+            "int_accuracy": self.int_accuracy,
             "accuracy_drop_pp": 100 * (self.float_accuracy - self.int_accuracy),
             "prediction_agreement": self.agree / max(self.samples, 1),
             "identical_output_share": self.identical_outputs / max(self.samples, 1),
             "first_divergence": first,
             "layers": layers,
-            "totals": {"spikes_float": sum(lp["spikes_float"] for lp in layers), "spikes_int": sum(lp["spikes_int"] for lp in layers),
-                       "synops": sum(lp["synops"] for lp in layers),
-                       "memory_bytes": math.ceil(sum(lp["memory_bits"] for lp in layers) / 8)},
+            "totals": {
+                "spikes_float": sum(lp["spikes_float"] for lp in layers),
+                "spikes_int": sum(lp["spikes_int"] for lp in layers),
+                "synops": sum(lp["synops"] for lp in layers),
+                "memory_bytes": math.ceil(sum(lp["memory_bits"] for lp in layers) / 8),
+            },
         }
 
 
-def run_parity(model: Any, graph: Any, x: np.ndarray, y: np.ndarray, *, target: Any, batch_size: int = 128,
-               backend: str = "auto", progress: bool = True) -> ParityReport:
+def run_parity(
+    model: Any,
+    graph: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    target: Any,
+    batch_size: int = 128,
+    backend: str = "auto",
+    progress: bool = True,
+) -> ParityReport:
     """Compare ``model`` (float QAT, eval mode) with ``graph`` (its frozen integer graph) on (x, y)."""
     import torch
     from tqdm import tqdm
 
-    from qsnn_deploy.training.model import predict
     from qsnn_deploy.sim import SplitReport, simulate
+    from qsnn_deploy.training.model import predict
 
     timesteps = model.config.timesteps
     lif_names = [name for name, _ in graph.lif_layers()]
@@ -96,7 +117,7 @@ def run_parity(model: Any, graph: Any, x: np.ndarray, y: np.ndarray, *, target: 
     counts: list[np.ndarray] = []
     batches = range(0, len(y), batch_size)
     for start in tqdm(batches, desc="parity", disable=not progress, unit="batch"):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         with torch.no_grad():
             rec = model(torch.from_numpy(np.ascontiguousarray(xb)), record=True)
         sim = simulate(graph, xb, timesteps, backend=backend, record=True, target=target)
@@ -133,7 +154,12 @@ def run_parity(model: Any, graph: Any, x: np.ndarray, y: np.ndarray, *, target: 
         sim_layers = sim.layers if sim_layers is None else [a.merged(b) for a, b in zip(sim_layers, sim.layers)]
         predictions.append(sim.predictions)
         counts.append(sim.counts)
-    report.simulation = SplitReport(samples=report.samples, correct=report.int_correct, timesteps=timesteps,
-                                    layers=sim_layers or [], predictions=np.concatenate(predictions),
-                                    counts=np.concatenate(counts))
+    report.simulation = SplitReport(
+        samples=report.samples,
+        correct=report.int_correct,
+        timesteps=timesteps,
+        layers=sim_layers or [],
+        predictions=np.concatenate(predictions),
+        counts=np.concatenate(counts),
+    )
     return report

@@ -42,20 +42,34 @@ def simulation_json(report: Any, dep: Any) -> dict[str, Any]:
     layers = []
     for st in report.layers:
         neuron_steps = st.neurons * report.samples * steps
-        layers.append({
-            "name": st.name, "neurons": st.neurons, "spikes": int(st.spikes),
-            "rate": st.spikes / neuron_steps if neuron_steps else 0.0,
-            "synops": int(st.synops), "dense_macs": int(st.dense_macs),
-            "memory_bits": int(st.memory_bits), "weight_bits": int(st.weight_bits), "state_bits": int(st.state_bits),
-            "param_bits": int(st.param_bits), "saturations": int(st.saturations),
-            "accumulator_overflows": int(st.accumulator_overflows),
-        })
+        layers.append(
+            {
+                "name": st.name,
+                "neurons": st.neurons,
+                "spikes": int(st.spikes),
+                "rate": st.spikes / neuron_steps if neuron_steps else 0.0,
+                "synops": int(st.synops),
+                "dense_macs": int(st.dense_macs),
+                "memory_bits": int(st.memory_bits),
+                "weight_bits": int(st.weight_bits),
+                "state_bits": int(st.state_bits),
+                "param_bits": int(st.param_bits),
+                "saturations": int(st.saturations),
+                "accumulator_overflows": int(st.accumulator_overflows),
+            }
+        )
     return {
-        "target": dep.target.name, "model": str(dep.source), "timesteps": steps, "samples": int(report.samples),
-        "accuracy": float(report.accuracy), "layers": layers,
+        "target": dep.target.name,
+        "model": str(dep.source),
+        "timesteps": steps,
+        "samples": int(report.samples),
+        "accuracy": float(report.accuracy),
+        "layers": layers,
         "totals": {
-            "spikes": sum(l["spikes"] for l in layers), "synops": sum(l["synops"] for l in layers),
-            "dense_macs": sum(l["dense_macs"] for l in layers), "saturations": sum(l["saturations"] for l in layers),
+            "spikes": sum(l["spikes"] for l in layers),
+            "synops": sum(l["synops"] for l in layers),
+            "dense_macs": sum(l["dense_macs"] for l in layers),
+            "saturations": sum(l["saturations"] for l in layers),
             "memory_bytes": math.ceil(sum(l["memory_bits"] for l in layers) / 8),
             "synops_per_sample": sum(l["synops"] for l in layers) / max(report.samples, 1),
         },
@@ -69,11 +83,28 @@ def print_simulation(doc: dict[str, Any]) -> None:
     for col in ("layer", "neurons", "spikes", "rate", "SynOps", "dense MACs", "memory", "saturations"):
         table.add_column(col, justify="left" if col == "layer" else "right")
     for l in doc["layers"]:
-        table.add_row(l["name"], _fmt_int(l["neurons"]), _fmt_int(l["spikes"]), f"{l['rate']:.2%}", _fmt_int(l["synops"]),
-                      _fmt_int(l["dense_macs"]), _fmt_bits(l["memory_bits"]), _fmt_int(l["saturations"]))
+        table.add_row(
+            l["name"],
+            _fmt_int(l["neurons"]),
+            _fmt_int(l["spikes"]),
+            f"{l['rate']:.2%}",
+            _fmt_int(l["synops"]),
+            _fmt_int(l["dense_macs"]),
+            _fmt_bits(l["memory_bits"]),
+            _fmt_int(l["saturations"]),
+        )
     t = doc["totals"]
-    table.add_row("total", "", _fmt_int(t["spikes"]), "", _fmt_int(t["synops"]), _fmt_int(t["dense_macs"]),
-                  f"{t['memory_bytes'] / 1024:.1f} KiB", _fmt_int(t["saturations"]), style="bold")
+    table.add_row(
+        "total",
+        "",
+        _fmt_int(t["spikes"]),
+        "",
+        _fmt_int(t["synops"]),
+        _fmt_int(t["dense_macs"]),
+        f"{t['memory_bytes'] / 1024:.1f} KiB",
+        _fmt_int(t["saturations"]),
+        style="bold",
+    )
     console = _console()
     console.print(table)
     console.print(f"accuracy {doc['accuracy']:.2%}   SynOps per sample {t['synops_per_sample']:,.0f}")
@@ -86,8 +117,14 @@ def print_parity(doc: dict[str, Any]) -> None:
     for col in ("layer", "neurons", "spikes (float)", "spikes (int)", "spike agreement", "saturations"):
         table.add_column(col, justify="left" if col == "layer" else "right")
     for l in doc["layers"]:
-        table.add_row(l["name"], _fmt_int(l["neurons"]), _fmt_int(l["spikes_float"]), _fmt_int(l["spikes_int"]),
-                      f"{l['spike_agreement']:.4%}", _fmt_int(l["saturations"]))
+        table.add_row(
+            l["name"],
+            _fmt_int(l["neurons"]),
+            _fmt_int(l["spikes_float"]),
+            _fmt_int(l["spikes_int"]),
+            f"{l['spike_agreement']:.4%}",
+            _fmt_int(l["saturations"]),
+        )
     console = _console()
     console.print(table)
     first = doc["first_divergence"]

@@ -97,9 +97,7 @@ def _open_dvs(split: str, root: Path, folder: Path) -> tuple[Any, list[int]]:
     try:
         ds = _local_dvsgesture_class()(save_to=str(root), train=split == "train", transform=_dvs_transform())
     except ValueError as exc:  # tonic parses userNN_<lighting> folder names and <label>.npy file names
-        raise DataError(
-            f"unexpected file layout in {folder}: {exc}; expected userNN_<lighting>/<label>.npy"
-        ) from exc
+        raise DataError(f"unexpected file layout in {folder}: {exc}; expected userNN_<lighting>/<label>.npy") from exc
     bad = [p for p, t in zip(ds.data, ds.targets) if not 0 <= t < DVS_CLASSES]
     if bad:
         raise DataError(f"{bad[0]} has a label outside 0..{DVS_CLASSES - 1} (the file name is the label)")
@@ -152,9 +150,7 @@ def _read_dvs_cache(path: Path, names: np.ndarray, sizes: np.ndarray) -> tuple[n
     try:
         with np.load(path, allow_pickle=False) as npz:
             valid = (
-                int(npz["version"]) == _DVS_CACHE_VERSION
-                and np.array_equal(npz["files"], names)
-                and np.array_equal(npz["sizes"], sizes)
+                int(npz["version"]) == _DVS_CACHE_VERSION and np.array_equal(npz["files"], names) and np.array_equal(npz["sizes"], sizes)
             )
             if not valid:
                 log.info("DVS frame cache %s is stale; rebuilding it", path)
@@ -197,4 +193,3 @@ def _load_dvs(split: str, data_dir: Path, timesteps: int, limit: int | None, see
     x = _frame_samples(ds, order, timesteps)
     _write_dvs_cache(cache, x, labels, names, sizes)
     return Split(x=x, y=labels, num_classes=DVS_CLASSES, kind="frames")
-

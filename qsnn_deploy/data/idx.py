@@ -57,9 +57,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise DataError(
-            f"{path} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'}); re-download or reinstall it"
-        )
+        raise DataError(f"{path} is not an IDX file (bad magic number {raw[:4].hex() or 'empty'}); re-download or reinstall it")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -69,8 +67,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     expected = header + int(np.prod(dims, dtype=object)) * dtype.itemsize
     if len(raw) != expected:
         raise DataError(
-            f"IDX file {path} is truncated or corrupt: {len(raw)} bytes but its header {dims} "
-            f"needs {expected}; re-download or reinstall it"
+            f"IDX file {path} is truncated or corrupt: {len(raw)} bytes but its header {dims} needs {expected}; re-download or reinstall it"
         )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
@@ -124,4 +121,3 @@ def _load_idx_split(name: str, split: str, root: Path) -> Split:
     if labels.size and int(labels.max()) >= IDX_CLASSES:
         raise DataError(f"{labels_path} has label {int(labels.max())}; expected 0..{IDX_CLASSES - 1}")
     return Split(x=images[:, None], y=labels.astype(np.int64), num_classes=IDX_CLASSES, kind="static")
-

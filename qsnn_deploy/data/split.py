@@ -46,9 +46,7 @@ class Split:
                 f"got {self.x.dtype} with shape {self.x.shape}"
             )
         if self.y.dtype != np.int64 or self.y.ndim != 1 or len(self.y) != len(self.x):
-            raise DataError(
-                f"split needs y of dtype int64 and shape ({len(self.x)},), got {self.y.dtype} {self.y.shape}"
-            )
+            raise DataError(f"split needs y of dtype int64 and shape ({len(self.x)},), got {self.y.dtype} {self.y.shape}")
         if self.num_classes < 1:
             raise DataError(f"num_classes must be >= 1, got {self.num_classes}")
 

@@ -39,9 +39,7 @@ def _synthetic_static(split: str, seed: int, limit: int | None) -> Split:
     equals the same samples of the full split.
     """
     num_classes = IDX_CLASSES
-    prototypes = 20.0 + 180.0 * _blocky_masks(
-        np.random.default_rng((seed, _PROTOTYPE_STREAM)), (num_classes, 7, 7), 4, 0.4
-    )
+    prototypes = 20.0 + 180.0 * _blocky_masks(np.random.default_rng((seed, _PROTOTYPE_STREAM)), (num_classes, 7, 7), 4, 0.4)
     stream = _SPLIT_STREAM[split]
     labels = _synthetic_labels(SYNTHETIC_SIZES[split], num_classes, np.random.default_rng((seed, stream)))
     idx = _synthetic_indices(split, seed, limit, SYNTHETIC_SIZES)
@@ -78,4 +76,3 @@ def _synthetic_frames(split: str, seed: int, timesteps: int, limit: int | None) 
             dy, dx = start + drift[label] * steps[t]
             x[row, t] = rng.poisson(np.roll(rates[label], (int(dy), int(dx)), axis=(1, 2)))
     return Split(x=x, y=labels[idx], num_classes=num_classes, kind="frames")
-

@@ -30,8 +30,17 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 
 
-def export(graph: Graph, fmt: str, path: str | os.PathLike[str], *, target: Any = None, timesteps: int | None = None,
-           unroll: bool = False, golden: Any = None, nir_dialect: str = "norse") -> Path:
+def export(
+    graph: Graph,
+    fmt: str,
+    path: str | os.PathLike[str],
+    *,
+    target: Any = None,
+    timesteps: int | None = None,
+    unroll: bool = False,
+    golden: Any = None,
+    nir_dialect: str = "norse",
+) -> Path:
     """Export ``graph`` as ``fmt`` to ``path``; returns the path written.
 
     Args:

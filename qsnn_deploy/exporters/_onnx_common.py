@@ -77,13 +77,22 @@ class Builder:
             self.initializers.append(numpy_helper.from_array(arr, self._consts[key]))
         return self._consts[key]
 
-    def op(self, op_type: str, inputs: Sequence[str], shape: Sequence[Dim], *, hint: str, elem: int | None = None,
-           domain: str = "", out: str | None = None, **attrs: Any) -> str:
+    def op(
+        self,
+        op_type: str,
+        inputs: Sequence[str],
+        shape: Sequence[Dim],
+        *,
+        hint: str,
+        elem: int | None = None,
+        domain: str = "",
+        out: str | None = None,
+        **attrs: Any,
+    ) -> str:
         """Append one node with a single output of the given shape; returns its name."""
         elem = self.elem if elem is None else elem
         name = self.reserve(out) if out is not None else self.name(hint)
-        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=f"{op_type}_{len(self.nodes)}",
-                                           domain=domain, **attrs))
+        self.nodes.append(helper.make_node(op_type, list(inputs), [name], name=f"{op_type}_{len(self.nodes)}", domain=domain, **attrs))
         if out is None:
             self.info[name] = helper.make_tensor_value_info(name, elem, list(shape))
         else:
@@ -102,14 +111,19 @@ class Builder:
 
     def model(self, graph_name: str, doc: str, contract: dict[str, Any], opsets: Sequence[tuple[str, int]]) -> onnx.ModelProto:
         """The finished model; identical builds serialise to identical bytes."""
-        g = helper.make_graph(self.nodes, graph_name, self.inputs, self.outputs, self.initializers,
-                              value_info=list(self.info.values()))
+        g = helper.make_graph(self.nodes, graph_name, self.inputs, self.outputs, self.initializers, value_info=list(self.info.values()))
         for tensor, datatype in self.annotations.items():
             entry = onnx.TensorAnnotation(tensor_name=tensor)
             entry.quant_parameter_tensor_names.append(onnx.StringStringEntryProto(key="finn_datatype", value=datatype))
             g.quantization_annotation.append(entry)
-        model = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets],
-                                  producer_name="qsnn-deploy", producer_version="1", ir_version=IR_VERSION, doc_string=doc)
+        model = helper.make_model(
+            g,
+            opset_imports=[helper.make_opsetid(d, v) for d, v in opsets],
+            producer_name="qsnn-deploy",
+            producer_version="1",
+            ir_version=IR_VERSION,
+            doc_string=doc,
+        )
         helper.set_model_props(model, {"qsnn_deploy": json.dumps(contract, sort_keys=True)})
         return model
 
@@ -205,6 +219,11 @@ def pool_gather_indices(in_shape: Sequence[int], node: SumPool2d) -> tuple[np.nd
 
 
 def state_names(name: str) -> dict[str, str]:
-    return {"v_in": f"{name}_v_in", "v_out": f"{name}_v_out", "s_in": f"{name}_s_in", "s_out": f"{name}_s_out",
-            "overflow": f"{name}_overflow", "spikes": f"{name}_spikes"}
-
+    return {
+        "v_in": f"{name}_v_in",
+        "v_out": f"{name}_v_out",
+        "s_in": f"{name}_s_in",
+        "s_out": f"{name}_s_out",
+        "overflow": f"{name}_overflow",
+        "spikes": f"{name}_spikes",
+    }

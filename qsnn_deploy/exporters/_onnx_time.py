@@ -15,14 +15,15 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto
 
-from qsnn_deploy.ir import LIF, Output
 from qsnn_deploy.exporters._onnx_common import Builder, Dim, channel_shape, state_names
+from qsnn_deploy.ir import LIF, Output
 
 SpikeFn = Callable[[Builder, str, LIF, str, tuple[Dim, ...]], str]
 
 
-def lif_step(b: Builder, name: str, node: LIF, a: str, shape: tuple[Dim, ...], v_in: str | None, s_in: str | None,
-             spike: SpikeFn) -> tuple[str, str, str | None]:
+def lif_step(
+    b: Builder, name: str, node: LIF, a: str, shape: tuple[Dim, ...], v_in: str | None, s_in: str | None, spike: SpikeFn
+) -> tuple[str, str, str | None]:
     """One LIF step in float64 ops: returns (V[t], S[t], overflow flag or None).
 
     ``a`` is the synaptic sum (B, *shape); ``v_in``/``s_in`` the previous membrane and
@@ -82,31 +83,28 @@ def _overflow(b: Builder, name: str, node: LIF, v: str, shape: tuple[Dim, ...]) 
         # V - 2^bits * Floor((V - min) / 2^bits): two's-complement wrap, exact in float
         span = float(2**node.state.bits)
         off = b.op("Sub", [v, b.const(f"{name}_state_min", float(lo))], shape, hint=f"{name}_v_offset")
-        q = b.op("Floor", [b.op("Div", [off, b.const(f"{name}_span", span)], shape, hint=f"{name}_v_q")], shape,
-                 hint=f"{name}_v_wraps")
-        return b.op("Sub", [v, b.op("Mul", [q, b.const(f"{name}_span", span)], shape, hint=f"{name}_v_wrapped")],
-                    shape, hint=f"{name}_v_ovf")
+        q = b.op("Floor", [b.op("Div", [off, b.const(f"{name}_span", span)], shape, hint=f"{name}_v_q")], shape, hint=f"{name}_v_wraps")
+        return b.op(
+            "Sub", [v, b.op("Mul", [q, b.const(f"{name}_span", span)], shape, hint=f"{name}_v_wrapped")], shape, hint=f"{name}_v_ovf"
+        )
     # saturate; "error" also clips (the run is invalid anyway, the flag output says so)
-    return b.op("Clip", [v, b.const(f"{name}_state_min", float(lo)), b.const(f"{name}_state_max", float(hi))],
-                shape, hint=f"{name}_v_ovf")
+    return b.op("Clip", [v, b.const(f"{name}_state_min", float(lo)), b.const(f"{name}_state_max", float(hi))], shape, hint=f"{name}_v_ovf")
 
 
 def _overflow_flag(b: Builder, name: str, node: LIF, v: str, shape: tuple[Dim, ...]) -> str:
     """Scalar 1.0 if any membrane left the state range (overflow="error"), else 0.0."""
-    lo = b.op("Less", [v, b.const(f"{name}_state_min", float(node.state.min))], shape, hint=f"{name}_below",
-              elem=TensorProto.BOOL)
-    hi = b.op("Greater", [v, b.const(f"{name}_state_max", float(node.state.max))], shape, hint=f"{name}_above",
-              elem=TensorProto.BOOL)
-    bad = b.op("Cast", [b.op("Or", [lo, hi], shape, hint=f"{name}_outside", elem=TensorProto.BOOL)], shape,
-               hint=f"{name}_outside_f", to=b.elem)
+    lo = b.op("Less", [v, b.const(f"{name}_state_min", float(node.state.min))], shape, hint=f"{name}_below", elem=TensorProto.BOOL)
+    hi = b.op("Greater", [v, b.const(f"{name}_state_max", float(node.state.max))], shape, hint=f"{name}_above", elem=TensorProto.BOOL)
+    bad = b.op(
+        "Cast", [b.op("Or", [lo, hi], shape, hint=f"{name}_outside", elem=TensorProto.BOOL)], shape, hint=f"{name}_outside_f", to=b.elem
+    )
     return b.op("ReduceMax", [bad], [], hint=f"{name}_overflow", keepdims=0)
 
 
 def spike_compare(b: Builder, name: str, node: LIF, v: str, shape: tuple[Dim, ...]) -> str:
     """S = Cast(V > threshold) (compare "gt") or Cast(V >= threshold) ("ge")."""
     thr = b.const(f"{name}_threshold", node.threshold.values.reshape(channel_shape(shape[1:])))
-    cmp = b.op("Greater" if node.compare == "gt" else "GreaterOrEqual", [v, thr], shape, hint=f"{name}_fire",
-               elem=TensorProto.BOOL)
+    cmp = b.op("Greater" if node.compare == "gt" else "GreaterOrEqual", [v, thr], shape, hint=f"{name}_fire", elem=TensorProto.BOOL)
     return b.op("Cast", [cmp], shape, hint=f"{name}_spikes", to=b.elem)
 
 
@@ -136,8 +134,9 @@ class _Cursor:
 
     def as_elem(self, elem: int) -> str:
         if self.elem != elem:
-            self.name = self.b.op("Cast", [self.name], [self.batch, *self.shape], hint=f"{self.name.split('__')[0]}_cast",
-                                  elem=elem, to=elem)
+            self.name = self.b.op(
+                "Cast", [self.name], [self.batch, *self.shape], hint=f"{self.name.split('__')[0]}_cast", elem=elem, to=elem
+            )
             self.elem = elem
             if self.datatype is not None and self.b.annotate_types:
                 # qonnx would type a Cast output FLOAT32; spikes are BINARY for its cost analysis
@@ -164,9 +163,18 @@ def build_step(b: Builder, chain: list[tuple[str, Any]], x: str, low: Lowering) 
             _identity_out(b, s, names["s_out"], full)
             if flag is not None:
                 _identity_out(b, flag, names["overflow"], [])
-            state.append({"lif": name, "shape": list(cur.shape), "state_dtype": node.state.name, "v_in": names["v_in"],
-                          "v_out": names["v_out"], "s_in": names["s_in"] if s_in else None, "s_out": names["s_out"],
-                          "overflow": names["overflow"] if flag else None})
+            state.append(
+                {
+                    "lif": name,
+                    "shape": list(cur.shape),
+                    "state_dtype": node.state.name,
+                    "v_in": names["v_in"],
+                    "v_out": names["v_out"],
+                    "s_in": names["s_in"] if s_in else None,
+                    "s_out": names["s_out"],
+                    "overflow": names["overflow"] if flag else None,
+                }
+            )
             cur.set(s, TensorProto.DOUBLE, "BINARY")
         elif isinstance(node, Output):
             _identity_out(b, cur.as_elem(TensorProto.DOUBLE), "out_spikes", full)
@@ -191,8 +199,9 @@ def build_unrolled(b: Builder, chain: list[tuple[str, Any]], x: str, static: boo
             cur = _Cursor(b, x, in_elem, shape, low.batch)
         else:
             index = b.const(f"t{t}", np.int64(t), TensorProto.INT64)
-            cur = _Cursor(b, b.op("Gather", [x, index], [low.batch, *shape], hint=f"x_t{t}", elem=in_elem, axis=1),
-                          in_elem, shape, low.batch)
+            cur = _Cursor(
+                b, b.op("Gather", [x, index], [low.batch, *shape], hint=f"x_t{t}", elem=in_elem, axis=1), in_elem, shape, low.batch
+            )
         invariant = static
         for name, node in chain[1:]:
             full = (low.batch, *cur.shape)
@@ -201,8 +210,7 @@ def build_unrolled(b: Builder, chain: list[tuple[str, Any]], x: str, static: boo
                 v_prev, s_prev = carried[name]
                 v, s, flag = lif_step(b, name, node, cur.as_elem(TensorProto.DOUBLE), full, v_prev, s_prev, low.spike)
                 carried[name] = (v, s)
-                spikes[name].append(b.op("Unsqueeze", [s, b.const("axis0", [0], TensorProto.INT64)], [1, *full],
-                                         hint=f"{name}_s{t}"))
+                spikes[name].append(b.op("Unsqueeze", [s, b.const("axis0", [0], TensorProto.INT64)], [1, *full], hint=f"{name}_s{t}"))
                 if flag is not None:
                     flags[name].append(flag)
                 cur.set(s, TensorProto.DOUBLE, "BINARY")
@@ -228,16 +236,20 @@ def build_unrolled(b: Builder, chain: list[tuple[str, Any]], x: str, static: boo
             _identity_out(b, worst, state_names(name)["overflow"], [])
 
 
-def drive_step_model(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]], contract: dict[str, Any],
-                     x: np.ndarray, timesteps: int, x_dtype: Any = np.float64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def drive_step_model(
+    run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    contract: dict[str, Any],
+    x: np.ndarray,
+    timesteps: int,
+    x_dtype: Any = np.float64,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Run a one-step model for ``timesteps`` calls from a zero state, feeding its state back.
 
     ``run`` maps input feeds to named outputs (onnxruntime, qonnx's ``execute_onnx``, ...).
     Returns (spike counts (B, n_out), {lif: spikes (T, B, ...)}).
     """
     static = contract["encoding"] == "static"
-    feeds = {st[k]: np.zeros((x.shape[0], *st["shape"]), dtype=np.float64)
-             for st in contract["state"] for k in ("v_in", "s_in") if st[k]}
+    feeds = {st[k]: np.zeros((x.shape[0], *st["shape"]), dtype=np.float64) for st in contract["state"] for k in ("v_in", "s_in") if st[k]}
     record: dict[str, list[np.ndarray]] = {st["lif"]: [] for st in contract["state"]}
     counts = None
     for t in range(timesteps):
@@ -252,8 +264,16 @@ def drive_step_model(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray
     return np.asarray(counts).astype(np.int64), {k: np.stack(v) for k, v in record.items()}
 
 
-def build_body(b: Builder, chain: list[tuple[str, Any]], x: str, static: bool, timesteps: int | None, low: Lowering,
-               unroll: bool, contract: dict[str, Any]) -> None:
+def build_body(
+    b: Builder,
+    chain: list[tuple[str, Any]],
+    x: str,
+    static: bool,
+    timesteps: int | None,
+    low: Lowering,
+    unroll: bool,
+    contract: dict[str, Any],
+) -> None:
     """Build the step or unrolled body and record its state and outputs in ``contract``."""
     if unroll:
         build_unrolled(b, chain, x, static, timesteps or 1, low)

@@ -65,8 +65,9 @@ def _schema_error(doc: Any) -> str | None:
     return f"{where}: {err.message}"[:400]
 
 
-def to_graph_json(graph: Graph, *, target: TargetProfile | str | None = None, timesteps: int | None = None,
-                  golden: np.ndarray | None = None) -> dict[str, Any]:
+def to_graph_json(
+    graph: Graph, *, target: TargetProfile | str | None = None, timesteps: int | None = None, golden: np.ndarray | None = None
+) -> dict[str, Any]:
     """The JSON document of ``graph`` as a dict (see the module docstring).
 
     Args:
@@ -107,8 +108,14 @@ def _dumps(doc: dict[str, Any]) -> str:
         raise ExportError(f"graph document is not plain JSON (check graph.metadata): {exc}") from None
 
 
-def export_graph_json(graph: Graph, path: str | os.PathLike[str], *, target: TargetProfile | str | None = None,
-                      timesteps: int | None = None, golden: np.ndarray | None = None) -> Path:
+def export_graph_json(
+    graph: Graph,
+    path: str | os.PathLike[str],
+    *,
+    target: TargetProfile | str | None = None,
+    timesteps: int | None = None,
+    golden: np.ndarray | None = None,
+) -> Path:
     """Write :func:`to_graph_json` to ``path`` atomically; the same graph gives the same bytes."""
     return write_text_atomic(path, _dumps(to_graph_json(graph, target=target, timesteps=timesteps, golden=golden)))
 
@@ -119,7 +126,7 @@ def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dic
         raise ExportError("golden vectors need timesteps")
     node = graph.input
     x = np.asarray(inputs)
-    expect = (node.shape if node.encoding == "static" else (timesteps, *node.shape))
+    expect = node.shape if node.encoding == "static" else (timesteps, *node.shape)
     if x.ndim != len(expect) + 1 or tuple(x.shape[1:]) != tuple(expect) or not 1 <= len(x) <= MAX_GOLDEN:
         raise ExportError(f"golden inputs must be (N, {', '.join(map(str, expect))}) with 1 <= N <= {MAX_GOLDEN}, got {x.shape}")
     if x.dtype.kind not in "iub" or not node.dtype.contains(x):
@@ -201,7 +208,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def from_document(doc: Any) -> tuple[Graph, TargetProfile | None, dict[str, Any]]:
     """Validate a parsed document and build its graph; see :func:`read_graph_json`."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise GraphError(f"not a {FORMAT} document (its \"format\" must be {FORMAT!r})")
+        raise GraphError(f'not a {FORMAT} document (its "format" must be {FORMAT!r})')
     if doc.get("version") != VERSION:
         raise GraphError(f"unsupported {FORMAT} version {doc.get('version')!r}; this reader supports version {VERSION}"[:300])
     try:

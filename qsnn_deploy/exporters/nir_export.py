@@ -48,8 +48,8 @@ import numpy as np
 
 from qsnn_deploy.atomic import atomic_path
 from qsnn_deploy.errors import ExportError
-from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d
 from qsnn_deploy.exporters._onnx_common import chain_of
+from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d
 
 DIALECTS: dict[str, float] = {"norse": 1e-3, "snntorch": 1e-4}
 #: tau / dt standing in for "no leak" where the reader has no IF neuron
@@ -62,13 +62,22 @@ def _f32(values: Any) -> np.ndarray:
 
 def _lif_contract(node: LIF, dt: float, scale: Any) -> dict[str, Any]:
     return {
-        "qsnn_op": "LIF", "threshold": node.threshold.values.copy(), "bias": node.bias.values.copy(),
-        "decay_mul": node.decay_mul, "decay_shift": node.decay_shift, "input_shift": node.input_shift,
-        "state": node.state.name, "reset": node.reset, "reset_timing": node.reset_timing, "compare": node.compare,
-        "rounding": node.rounding, "overflow": node.overflow,
+        "qsnn_op": "LIF",
+        "threshold": node.threshold.values.copy(),
+        "bias": node.bias.values.copy(),
+        "decay_mul": node.decay_mul,
+        "decay_shift": node.decay_shift,
+        "input_shift": node.input_shift,
+        "state": node.state.name,
+        "reset": node.reset,
+        "reset_timing": node.reset_timing,
+        "compare": node.compare,
+        "rounding": node.rounding,
+        "overflow": node.overflow,
         # an array per channel, or one float (HDF5 cannot compress a 0-d dataset)
         "membrane_scale": np.asarray(scale, dtype=np.float64) if np.ndim(scale) else float(scale),
-        "beta": node.decay, "dt": dt,
+        "beta": node.decay,
+        "dt": dt,
     }
 
 
@@ -114,15 +123,22 @@ def _plan(chain: list[tuple[str, Any]], dialect: str, dt: float) -> tuple[dict[i
 
         if dialect == "snntorch":
             if fed is None:
-                raise ExportError(f"LIF {name!r}: the snntorch dialect folds thresholds into the preceding Conv2d/Linear, "
-                                  "and none feeds this layer directly (through sum pools only)")
+                raise ExportError(
+                    f"LIF {name!r}: the snntorch dialect folds thresholds into the preceding Conv2d/Linear, "
+                    "and none feeds this layer directly (through sum pools only)"
+                )
             j, area = fed
             folds[j] = {"gain": s2 * area / thr, "bias": bias / thr}
             tau = dt / (1.0 - beta) if beta < 1.0 else dt * NO_LEAK_TAU
             ones = np.ones(full, dtype=np.float32)
-            neurons[i] = nir.LIF(tau=ones * np.float32(tau), r=ones * np.float32(tau / dt), v_leak=0 * ones,
-                                 v_threshold=ones.copy(), v_reset=0 * ones,
-                                 metadata=_lif_contract(node, dt, 1.0 / thr))
+            neurons[i] = nir.LIF(
+                tau=ones * np.float32(tau),
+                r=ones * np.float32(tau / dt),
+                v_leak=0 * ones,
+                v_threshold=ones.copy(),
+                v_reset=0 * ones,
+                metadata=_lif_contract(node, dt, 1.0 / thr),
+            )
         else:
             # the bias rides on the synapse, so v_leak = 0: readers start v at v_leak, and V[-1] = 0
             leak = np.zeros_like(bias)
@@ -132,16 +148,24 @@ def _plan(chain: list[tuple[str, Any]], dialect: str, dt: float) -> tuple[dict[i
                 elif beta < 1.0:
                     leak = bias / s2  # no synapse to carry it: a resting potential (norse starts v there)
                 else:
-                    raise ExportError(f"LIF {name!r}: NIR's IF neuron has no bias, and no Conv2d/Linear feeds this "
-                                      "layer directly to carry it")
+                    raise ExportError(
+                        f"LIF {name!r}: NIR's IF neuron has no bias, and no Conv2d/Linear feeds this layer directly to carry it"
+                    )
             ones = np.ones(full, dtype=np.float32)
             if beta < 1.0:
                 k = (1.0 - beta) / s2
-                neurons[i] = nir.LIF(tau=ones * np.float32(dt / (1.0 - beta)), r=ones, v_leak=expand(leak),
-                                     v_threshold=expand(thr * k), v_reset=0 * ones, metadata=_lif_contract(node, dt, k))
+                neurons[i] = nir.LIF(
+                    tau=ones * np.float32(dt / (1.0 - beta)),
+                    r=ones,
+                    v_leak=expand(leak),
+                    v_threshold=expand(thr * k),
+                    v_reset=0 * ones,
+                    metadata=_lif_contract(node, dt, k),
+                )
             else:
-                neurons[i] = nir.IF(r=ones / np.float32(dt), v_threshold=expand(thr / s2), v_reset=0 * ones,
-                                    metadata=_lif_contract(node, dt, 1.0 / s2))
+                neurons[i] = nir.IF(
+                    r=ones / np.float32(dt), v_threshold=expand(thr / s2), v_reset=0 * ones, metadata=_lif_contract(node, dt, 1.0 / s2)
+                )
     return neurons, folds
 
 
@@ -165,28 +189,33 @@ def to_nir(graph: Graph, *, dialect: str = "norse") -> Any:
         in_shape = shape
         shape = node.output_shape(in_shape) if not isinstance(node, Input) else node.shape
         if isinstance(node, Input):
-            nodes[name] = nir.Input(input_type={"input": np.array(shape)},
-                                    metadata={"qsnn_op": "Input", "dtype": node.dtype.name, "encoding": node.encoding})
+            nodes[name] = nir.Input(
+                input_type={"input": np.array(shape)}, metadata={"qsnn_op": "Input", "dtype": node.dtype.name, "encoding": node.encoding}
+            )
         elif isinstance(node, (Conv2d, Linear)):
             nodes[name] = _synapse(nir, name, node, in_shape, folds.get(i))
         elif isinstance(node, SumPool2d):
             pool = nir.SumPool2d if dialect == "norse" else nir.AvgPool2d
-            meta = {"qsnn_op": "SumPool2d"} if dialect == "norse" else {
-                "qsnn_op": "SumPool2d", "note": "sum = average * kernel area; the area is folded into the preceding weights"}
-            nodes[name] = pool(kernel_size=np.array(node.kernel), stride=np.array(node.stride), padding=np.array([0, 0]),
-                               metadata=meta)
+            meta = (
+                {"qsnn_op": "SumPool2d"}
+                if dialect == "norse"
+                else {"qsnn_op": "SumPool2d", "note": "sum = average * kernel area; the area is folded into the preceding weights"}
+            )
+            nodes[name] = pool(kernel_size=np.array(node.kernel), stride=np.array(node.stride), padding=np.array([0, 0]), metadata=meta)
         elif isinstance(node, Flatten):
-            nodes[name] = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1,
-                                      metadata={"qsnn_op": "Flatten"})
+            nodes[name] = nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1, metadata={"qsnn_op": "Flatten"})
         elif isinstance(node, LIF):
             nodes[name] = neurons[i]
         elif isinstance(node, Output):
-            nodes[name] = nir.Output(output_type={"output": np.array(shape)},
-                                     metadata={"qsnn_op": "Output", "readout": node.readout})
+            nodes[name] = nir.Output(output_type={"output": np.array(shape)}, metadata={"qsnn_op": "Output", "readout": node.readout})
         else:  # pragma: no cover - every IR node type is handled above
             raise ExportError(f"node {name!r}: NIR export cannot express {type(node).__name__}")
     metadata = {
-        "format": "qsnn-deploy-nir", "version": 1, "dialect": dialect, "dt": dt, "readout": "spike_count",
+        "format": "qsnn-deploy-nir",
+        "version": 1,
+        "dialect": dialect,
+        "dt": dt,
+        "readout": "spike_count",
         "source_metadata": json.dumps(dict(graph.metadata), sort_keys=True, default=str),
     }
     edges = [(a, b) for (a, _), (b, _) in zip(chain, chain[1:])]
@@ -208,8 +237,16 @@ def _synapse(nir: Any, name: str, node: Conv2d | Linear, in_shape: tuple[int, ..
     weight = _f32(w * gain.reshape((-1,) + (1,) * (w.ndim - 1)))
     if isinstance(node, Linear):
         return nir.Affine(weight=weight, bias=_f32(bias), metadata=meta)
-    return nir.Conv2d(input_shape=tuple(in_shape[1:]), weight=weight, stride=tuple(node.stride), padding=tuple(node.padding),
-                      dilation=(1, 1), groups=1, bias=_f32(bias), metadata=meta)
+    return nir.Conv2d(
+        input_shape=tuple(in_shape[1:]),
+        weight=weight,
+        stride=tuple(node.stride),
+        padding=tuple(node.padding),
+        dilation=(1, 1),
+        groups=1,
+        bias=_f32(bias),
+        metadata=meta,
+    )
 
 
 def export_nir(graph: Graph, path: str | os.PathLike[str], *, dialect: str = "norse") -> Path:

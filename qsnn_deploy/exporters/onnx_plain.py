@@ -33,9 +33,9 @@ from onnx import TensorProto
 
 from qsnn_deploy.atomic import write_bytes_atomic
 from qsnn_deploy.errors import ExportError
-from qsnn_deploy.ir import Conv2d, Flatten, Graph, Input, Linear, SumPool2d
-from qsnn_deploy.exporters._onnx_common import (EXACT_F64, OPSET, Builder, chain_of, check_exact, conv_gather_indices, pool_gather_indices)
+from qsnn_deploy.exporters._onnx_common import EXACT_F64, OPSET, Builder, chain_of, check_exact, conv_gather_indices, pool_gather_indices
 from qsnn_deploy.exporters._onnx_time import Lowering, build_body, drive_step_model, spike_compare
+from qsnn_deploy.ir import Conv2d, Flatten, Graph, Input, Linear, SumPool2d
 
 BATCH = "batch"
 MAX_UNROLL = 1024
@@ -52,10 +52,10 @@ def _synapse(b: Builder, name: str, node: Any, x: str, in_shape: tuple[int, ...]
             pads = b.const(f"{name}_pads", [0, 0, ph, pw, 0, 0, ph, pw], TensorProto.INT64)
             h, w = h + 2 * ph, w + 2 * pw
             x = b.op("Pad", [x, pads], [BATCH, c, h, w], hint=f"{name}_padded")
-        flat = b.op("Reshape", [x, b.const(f"{name}_flat_shape", [-1, c * h * w], TensorProto.INT64)], [BATCH, c * h * w],
-                    hint=f"{name}_flat")
-        cols = b.op("Gather", [flat, b.const(f"{name}_im2col", idx, TensorProto.INT64)], [BATCH, *idx.shape],
-                    hint=f"{name}_cols", axis=1)
+        flat = b.op(
+            "Reshape", [x, b.const(f"{name}_flat_shape", [-1, c * h * w], TensorProto.INT64)], [BATCH, c * h * w], hint=f"{name}_flat"
+        )
+        cols = b.op("Gather", [flat, b.const(f"{name}_im2col", idx, TensorProto.INT64)], [BATCH, *idx.shape], hint=f"{name}_cols", axis=1)
         weight = b.const(f"{name}_weight", node.weight.values.reshape(o, -1))
         y = b.op("MatMul", [weight, cols], [BATCH, o, ho * wo], hint=f"{name}_mm")
         out = (o, ho, wo)
@@ -63,12 +63,13 @@ def _synapse(b: Builder, name: str, node: Any, x: str, in_shape: tuple[int, ...]
     if isinstance(node, SumPool2d):
         idx, (ho, wo) = pool_gather_indices(in_shape, node)
         c, h, w = in_shape
-        planes = b.op("Reshape", [x, b.const(f"{name}_plane_shape", [-1, c, h * w], TensorProto.INT64)], [BATCH, c, h * w],
-                      hint=f"{name}_planes")
-        win = b.op("Gather", [planes, b.const(f"{name}_windows", idx, TensorProto.INT64)], [BATCH, c, *idx.shape],
-                   hint=f"{name}_win", axis=2)
-        y = b.op("ReduceSum", [win, b.const(f"{name}_axis", [2], TensorProto.INT64)], [BATCH, c, ho * wo],
-                 hint=f"{name}_sum", keepdims=0)
+        planes = b.op(
+            "Reshape", [x, b.const(f"{name}_plane_shape", [-1, c, h * w], TensorProto.INT64)], [BATCH, c, h * w], hint=f"{name}_planes"
+        )
+        win = b.op(
+            "Gather", [planes, b.const(f"{name}_windows", idx, TensorProto.INT64)], [BATCH, c, *idx.shape], hint=f"{name}_win", axis=2
+        )
+        y = b.op("ReduceSum", [win, b.const(f"{name}_axis", [2], TensorProto.INT64)], [BATCH, c, ho * wo], hint=f"{name}_sum", keepdims=0)
         out = (c, ho, wo)
         return b.op("Reshape", [y, b.const(f"{name}_shape", [-1, *out], TensorProto.INT64)], [BATCH, *out], hint=name), out
     if isinstance(node, Flatten):
@@ -105,8 +106,14 @@ def to_onnx(graph: Graph, *, timesteps: int | None = None, unroll: bool = False)
     x_shape = [BATCH, *inp.shape] if (static or not unroll) else [BATCH, timesteps, *inp.shape]
     x = b.add_input("x", x_shape)
     contract: dict[str, Any] = {
-        "format": "qsnn-deploy-onnx", "mode": "unrolled" if unroll else "step", "timesteps": timesteps,
-        "encoding": inp.encoding, "input_dtype": inp.dtype.name, "carrier": "float64", "batch_dim": BATCH, "state": [],
+        "format": "qsnn-deploy-onnx",
+        "mode": "unrolled" if unroll else "step",
+        "timesteps": timesteps,
+        "encoding": inp.encoding,
+        "input_dtype": inp.dtype.name,
+        "carrier": "float64",
+        "batch_dim": BATCH,
+        "state": [],
     }
     lowering = Lowering(synapse=_synapse, spike=spike_compare, batch=BATCH, synapse_elem=F64)
     build_body(b, chain, x, static, timesteps, lowering, unroll, contract)

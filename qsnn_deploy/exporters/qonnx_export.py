@@ -35,9 +35,9 @@ from onnx import TensorProto
 
 from qsnn_deploy.atomic import write_bytes_atomic
 from qsnn_deploy.errors import ExportError
-from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
 from qsnn_deploy.exporters._onnx_common import EXACT_F32, EXACT_F64, OPSET, Builder, Dim, chain_of, check_exact, magnitudes
 from qsnn_deploy.exporters._onnx_time import Lowering, build_body
+from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 F32 = TensorProto.FLOAT
@@ -55,8 +55,17 @@ def _quant_weight(b: Builder, name: str, node: Conv2d | Linear, values: np.ndarr
     scale = b.const(f"{name}_scale", np.float32(1.0), F32)
     zero = b.const(f"{name}_zero_point", np.float32(0.0), F32)
     bits = b.const(f"{name}_bit_width", np.float32(dtype.bits), F32)
-    return b.op("Quant", [w, scale, zero, bits], values.shape, hint=f"{name}_weight_q", elem=F32, domain=QONNX_DOMAIN,
-                signed=int(dtype.signed), narrow=int(dtype.narrow), rounding_mode="ROUND")
+    return b.op(
+        "Quant",
+        [w, scale, zero, bits],
+        values.shape,
+        hint=f"{name}_weight_q",
+        elem=F32,
+        domain=QONNX_DOMAIN,
+        signed=int(dtype.signed),
+        narrow=int(dtype.narrow),
+        rounding_mode="ROUND",
+    )
 
 
 def _synapse(batch: Dim) -> Any:
@@ -65,12 +74,21 @@ def _synapse(batch: Dim) -> Any:
         if isinstance(node, Conv2d):
             w = _quant_weight(b, name, node, node.weight.values)
             (ph, pw), (sh, sw) = node.padding, node.stride
-            return b.op("Conv", [x, w], [batch, *out], hint=name, elem=F32, kernel_shape=list(node.weight.shape[2:]),
-                        strides=[sh, sw], pads=[ph, pw, ph, pw], dilations=[1, 1], group=1), out
+            return b.op(
+                "Conv",
+                [x, w],
+                [batch, *out],
+                hint=name,
+                elem=F32,
+                kernel_shape=list(node.weight.shape[2:]),
+                strides=[sh, sw],
+                pads=[ph, pw, ph, pw],
+                dilations=[1, 1],
+                group=1,
+            ), out
         if isinstance(node, SumPool2d):
             kh, kw = node.kernel
-            avg = b.op("AveragePool", [x], [batch, *out], hint=f"{name}_avg", elem=F32, kernel_shape=[kh, kw],
-                       strides=list(node.stride))
+            avg = b.op("AveragePool", [x], [batch, *out], hint=f"{name}_avg", elem=F32, kernel_shape=[kh, kw], strides=list(node.stride))
             y = b.op("Mul", [avg, b.const(f"{name}_area", np.float32(kh * kw), F32)], [batch, *out], hint=name, elem=F32)
             if (kh * kw) & (kh * kw - 1):  # not a power of two: x/k^2*k^2 may be off by a rounding error
                 y = b.op("Round", [y], [batch, *out], hint=f"{name}_round", elem=F32)
@@ -81,6 +99,7 @@ def _synapse(batch: Dim) -> Any:
             w = _quant_weight(b, name, node, node.weight.values.T)
             return b.op("MatMul", [x, w], [batch, *out], hint=name, elem=F32), out
         raise ExportError(f"node {name!r}: the QONNX exporter cannot express {type(node).__name__}")  # pragma: no cover
+
     return emit
 
 
@@ -91,8 +110,7 @@ def _spike(b: Builder, name: str, node: LIF, v: str, shape: tuple[Dim, ...]) -> 
     if layout is None:
         raise ExportError(f"LIF {name!r}: MultiThreshold needs a rank-2..4 tensor, got rank {len(shape)}")
     t = b.const(f"{name}_mt_thresholds", thr.reshape(-1, 1))
-    return b.op("MultiThreshold", [v, t], shape, hint=f"{name}_spikes", domain=QONNX_DOMAIN, out_dtype="BINARY",
-                data_layout=layout)
+    return b.op("MultiThreshold", [v, t], shape, hint=f"{name}_spikes", domain=QONNX_DOMAIN, out_dtype="BINARY", data_layout=layout)
 
 
 def _check_float32(graph: Graph) -> None:
@@ -103,8 +121,10 @@ def _check_float32(graph: Graph) -> None:
         if isinstance(node, SumPool2d) and (node.kernel[0] * node.kernel[1]) & (node.kernel[0] * node.kernel[1] - 1):
             limit = EXACT_F32_ROUNDED
         if isinstance(node, (Conv2d, Linear, SumPool2d, Input)) and mags[name] >= limit:
-            raise ExportError(f"node {name!r}: sums reach {mags[name]}, beyond float32's exact integers (< {limit}); "
-                              "QONNX carries synapses in float32 (use the onnx format, which uses float64)")
+            raise ExportError(
+                f"node {name!r}: sums reach {mags[name]}, beyond float32's exact integers (< {limit}); "
+                "QONNX carries synapses in float32 (use the onnx format, which uses float64)"
+            )
 
 
 def to_qonnx(graph: Graph, *, timesteps: int | None = None, unroll: bool = False, batch: int = 1) -> onnx.ModelProto:
@@ -136,17 +156,21 @@ def to_qonnx(graph: Graph, *, timesteps: int | None = None, unroll: bool = False
     x = b.add_input("x", x_shape, F32, annotate=in_type)
     lowering = Lowering(synapse=_synapse(batch), spike=_spike, batch=batch, synapse_elem=F32)
     contract: dict[str, Any] = {
-        "format": "qsnn-deploy-qonnx", "mode": "unrolled" if unroll else "step", "timesteps": timesteps,
-        "encoding": inp.encoding, "input_dtype": inp.dtype.name, "carrier": "float32 synapses, float64 LIF",
-        "batch": batch, "state": [],
+        "format": "qsnn-deploy-qonnx",
+        "mode": "unrolled" if unroll else "step",
+        "timesteps": timesteps,
+        "encoding": inp.encoding,
+        "input_dtype": inp.dtype.name,
+        "carrier": "float32 synapses, float64 LIF",
+        "batch": batch,
+        "state": [],
     }
     build_body(b, chain, x, static, timesteps, lowering, unroll, contract)
     doc = f"qsnn-deploy integer SNN for qonnx ({contract['mode']}, batch {batch})"
     return b.model("qsnn_deploy_qonnx", doc, contract, [("", OPSET), (QONNX_DOMAIN, 1)])
 
 
-def export_qonnx(graph: Graph, path: str | os.PathLike[str], *, timesteps: int | None = None, unroll: bool = False,
-                 batch: int = 1) -> Path:
+def export_qonnx(graph: Graph, path: str | os.PathLike[str], *, timesteps: int | None = None, unroll: bool = False, batch: int = 1) -> Path:
     """Write :func:`to_qonnx` to ``path`` atomically; identical graphs give identical bytes."""
     model = to_qonnx(graph, timesteps=timesteps, unroll=unroll, batch=batch)
     try:

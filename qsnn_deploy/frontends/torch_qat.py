@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import CheckpointError, TargetError
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.targets import TargetProfile, load_target
 
 MAX_FRACTION_BITS = 40
@@ -196,16 +196,25 @@ def _flip_negative(w: np.ndarray, a: np.ndarray, name: str) -> np.ndarray:
     return w * sign
 
 
-def _spiking(model: Any, i: int, fold: LayerFold, fraction_bits: int | None, target: TargetProfile,
-             name: str) -> tuple[LayerFold, LIF, dict[str, Any]]:
+def _spiking(
+    model: Any, i: int, fold: LayerFold, fraction_bits: int | None, target: TargetProfile, name: str
+) -> tuple[LayerFold, LIF, dict[str, Any]]:
     a, b = fold.a, fold.b
     lif = model.lifs[i]
     beta = float(lif.beta.detach().clamp(0, 1))
     theta = float(lif.threshold.detach())
     if not theta > 0:
         raise CheckpointError(f"layer {name!r}: threshold {theta} is not positive")
-    frac = fraction_bits if fraction_bits is not None else _fraction_bits(a, b, theta, beta, fold.a_max, model.config.timesteps, target.state)
+    frac = (
+        fraction_bits if fraction_bits is not None else _fraction_bits(a, b, theta, beta, fold.a_max, model.config.timesteps, target.state)
+    )
     node = _lif_node(name, a, b, theta, beta, frac, target)
-    meta = {"beta": beta, "threshold": theta, "fraction_bits": frac, "scale_min": float(a.min()), "scale_max": float(a.max()),
-            "decay_error": abs(node.decay - beta)}
+    meta = {
+        "beta": beta,
+        "threshold": theta,
+        "fraction_bits": frac,
+        "scale_min": float(a.min()),
+        "scale_max": float(a.max()),
+        "decay_error": abs(node.decay - beta),
+    }
     return fold, node, meta

@@ -4,4 +4,18 @@ from qsnn_deploy.ir.graph import FORMAT, VERSION, Graph
 from qsnn_deploy.ir.nodes import LIF, NODE_TYPES, Conv2d, Flatten, Input, Linear, Node, Output, SumPool2d
 from qsnn_deploy.ir.tensor import IntTensor
 
-__all__ = ["FORMAT", "VERSION", "Graph", "LIF", "NODE_TYPES", "Conv2d", "Flatten", "Input", "Linear", "Node", "Output", "SumPool2d", "IntTensor"]
+__all__ = [
+    "FORMAT",
+    "VERSION",
+    "Graph",
+    "LIF",
+    "NODE_TYPES",
+    "Conv2d",
+    "Flatten",
+    "Input",
+    "Linear",
+    "Node",
+    "Output",
+    "SumPool2d",
+    "IntTensor",
+]

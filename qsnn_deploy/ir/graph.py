@@ -9,9 +9,10 @@ successor), which :meth:`Graph.chain` checks.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from qsnn_deploy.errors import GraphError
 from qsnn_deploy.ir.nodes import LIF, Input, Node, Output, Shape

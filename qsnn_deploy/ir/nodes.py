@@ -12,8 +12,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import GraphError
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.ir.tensor import IntTensor
 
 Shape = tuple[int, ...]
@@ -27,7 +27,8 @@ def _require(cond: bool, node: str, msg: str) -> None:
 def _pair(value: Any, node: str, field: str, minimum: int) -> None:
     _require(
         isinstance(value, tuple) and len(value) == 2 and all(type(v) is int and v >= minimum for v in value),
-        node, f"{field} must be a pair of integers >= {minimum}, got {value!r}",
+        node,
+        f"{field} must be a pair of integers >= {minimum}, got {value!r}",
     )
 
 
@@ -114,8 +115,11 @@ class Input(Node):
     encoding: str = "static"
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.shape, tuple) and 1 <= len(self.shape) <= 3 and all(type(s) is int and 0 < s <= 65536 for s in self.shape),
-                 "Input", f"shape must be 1-3 positive integers, got {self.shape!r}")
+        _require(
+            isinstance(self.shape, tuple) and 1 <= len(self.shape) <= 3 and all(type(s) is int and 0 < s <= 65536 for s in self.shape),
+            "Input",
+            f"shape must be 1-3 positive integers, got {self.shape!r}",
+        )
         _require(isinstance(self.dtype, IntType), "Input", "dtype must be an IntType")
         _require(self.encoding in ("static", "frames"), "Input", f"encoding must be 'static' or 'frames', got {self.encoding!r}")
 
@@ -133,8 +137,11 @@ class Conv2d(Node):
     padding: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.weight, IntTensor) and len(self.weight.shape) == 4 and min(self.weight.shape) > 0,
-                 "Conv2d", "weight must be a non-empty IntTensor of shape (out, in, kh, kw)")
+        _require(
+            isinstance(self.weight, IntTensor) and len(self.weight.shape) == 4 and min(self.weight.shape) > 0,
+            "Conv2d",
+            "weight must be a non-empty IntTensor of shape (out, in, kh, kw)",
+        )
         _pair(self.stride, "Conv2d", "stride", 1)
         _pair(self.padding, "Conv2d", "padding", 0)
 
@@ -188,8 +195,11 @@ class Linear(Node):
     weight: IntTensor
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.weight, IntTensor) and len(self.weight.shape) == 2 and min(self.weight.shape) > 0,
-                 "Linear", "weight must be a non-empty IntTensor of shape (out, in)")
+        _require(
+            isinstance(self.weight, IntTensor) and len(self.weight.shape) == 2 and min(self.weight.shape) > 0,
+            "Linear",
+            "weight must be a non-empty IntTensor of shape (out, in)",
+        )
 
     def output_shape(self, in_shape: Shape) -> Shape:
         _require(in_shape == (self.weight.shape[1],), "Linear", f"expects input ({self.weight.shape[1]},), got {in_shape}")
@@ -238,22 +248,45 @@ class LIF(Node):
     overflow: str = "saturate"
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.threshold, IntTensor) and len(self.threshold.shape) == 1 and self.threshold.shape[0] > 0,
-                 "LIF", "threshold must be a 1-D IntTensor (one per channel)")
-        _require(isinstance(self.bias, IntTensor) and self.bias.shape == self.threshold.shape,
-                 "LIF", f"bias must be an IntTensor shaped like threshold {self.threshold.shape}")
+        _require(
+            isinstance(self.threshold, IntTensor) and len(self.threshold.shape) == 1 and self.threshold.shape[0] > 0,
+            "LIF",
+            "threshold must be a 1-D IntTensor (one per channel)",
+        )
+        _require(
+            isinstance(self.bias, IntTensor) and self.bias.shape == self.threshold.shape,
+            "LIF",
+            f"bias must be an IntTensor shaped like threshold {self.threshold.shape}",
+        )
         _require(bool((self.threshold.values > 0).all()), "LIF", "thresholds must be positive")
-        _require(isinstance(self.state, IntType) and self.state.signed and self.state.bits <= 48,
-                 "LIF", "state must be a signed IntType of at most 48 bits")
-        _require(type(self.decay_shift) is int and 0 <= self.decay_shift <= 30, "LIF", f"decay_shift must be 0..30, got {self.decay_shift!r}")
-        _require(type(self.decay_mul) is int and 0 <= self.decay_mul <= 2**self.decay_shift,
-                 "LIF", f"decay_mul must be 0..2^decay_shift (decay factor <= 1), got {self.decay_mul!r}")
-        _require(type(self.input_shift) is int and 0 <= self.input_shift <= 40, "LIF", f"input_shift must be 0..40, got {self.input_shift!r}")
-        _require(self.state.contains(self.threshold.values) and self.state.contains(self.bias.values),
-                 "LIF", f"threshold and bias must fit the state type {self.state.name}")
-        for name, value, allowed in (("reset", self.reset, RESETS), ("compare", self.compare, COMPARES),
-                                     ("reset_timing", self.reset_timing, RESET_TIMINGS), ("rounding", self.rounding, ROUNDINGS),
-                                     ("overflow", self.overflow, OVERFLOWS)):
+        _require(
+            isinstance(self.state, IntType) and self.state.signed and self.state.bits <= 48,
+            "LIF",
+            "state must be a signed IntType of at most 48 bits",
+        )
+        _require(
+            type(self.decay_shift) is int and 0 <= self.decay_shift <= 30, "LIF", f"decay_shift must be 0..30, got {self.decay_shift!r}"
+        )
+        _require(
+            type(self.decay_mul) is int and 0 <= self.decay_mul <= 2**self.decay_shift,
+            "LIF",
+            f"decay_mul must be 0..2^decay_shift (decay factor <= 1), got {self.decay_mul!r}",
+        )
+        _require(
+            type(self.input_shift) is int and 0 <= self.input_shift <= 40, "LIF", f"input_shift must be 0..40, got {self.input_shift!r}"
+        )
+        _require(
+            self.state.contains(self.threshold.values) and self.state.contains(self.bias.values),
+            "LIF",
+            f"threshold and bias must fit the state type {self.state.name}",
+        )
+        for name, value, allowed in (
+            ("reset", self.reset, RESETS),
+            ("compare", self.compare, COMPARES),
+            ("reset_timing", self.reset_timing, RESET_TIMINGS),
+            ("rounding", self.rounding, ROUNDINGS),
+            ("overflow", self.overflow, OVERFLOWS),
+        ):
             _require(value in allowed, "LIF", f"{name} must be one of {allowed}, got {value!r}")
 
     @property
@@ -262,8 +295,11 @@ class LIF(Node):
         return self.decay_mul / 2**self.decay_shift
 
     def output_shape(self, in_shape: Shape) -> Shape:
-        _require(len(in_shape) >= 1 and in_shape[0] == self.threshold.shape[0], "LIF",
-                 f"has {self.threshold.shape[0]} channels but its input is {in_shape}")
+        _require(
+            len(in_shape) >= 1 and in_shape[0] == self.threshold.shape[0],
+            "LIF",
+            f"has {self.threshold.shape[0]} channels but its input is {in_shape}",
+        )
         return in_shape
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import GraphError
+from qsnn_deploy.ir.dtypes import IntType
 
 #: largest tensor a graph may declare (guards readers of untrusted JSON against huge allocations)
 MAX_ELEMENTS = 50_000_000
@@ -74,7 +74,9 @@ class IntTensor:
             if count > MAX_ELEMENTS:
                 raise GraphError(f"tensor shape {shape} exceeds the limit of {MAX_ELEMENTS} elements"[:200])
         if not isinstance(values, list) or len(values) != count:
-            raise GraphError(f"tensor declares shape {shape} but holds {len(values) if isinstance(values, list) else 'no list of'} values"[:200])
+            raise GraphError(
+                f"tensor declares shape {shape} but holds {len(values) if isinstance(values, list) else 'no list of'} values"[:200]
+            )
         if not all(type(v) is int for v in values):
             raise GraphError("tensor values must all be integers")
         dtype = IntType.parse(data["dtype"])

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import Graph
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.sim import fast_kernels, lif, reference
 from qsnn_deploy.sim.fast_kernels import available, unavailable_reason
 from qsnn_deploy.sim.fast_plan import _cached_plan, _Segment
@@ -121,8 +121,9 @@ class _LayerRun:
         else:
             self.state = lif.initial_state((batch, *seg.shape))
 
-    def step_chunk(self, cur: np.ndarray, nhwc: bool, t0: int, steps: int, spk: np.ndarray, write: bool,
-                   accumulator: IntType | None) -> None:
+    def step_chunk(
+        self, cur: np.ndarray, nhwc: bool, t0: int, steps: int, spk: np.ndarray, write: bool, accumulator: IntType | None
+    ) -> None:
         """Advance by ``steps`` steps on the sums ``cur`` (rows, B * n); spikes into ``spk``."""
         seg, p = self.seg, self.seg.params
         if not seg.float_lif:
@@ -130,14 +131,18 @@ class _LayerRun:
             return
         self.nhwc = nhwc
         inner = 1 if (nhwc or len(seg.shape) == 1) else int(np.prod(seg.shape[1:]))
-        fast_kernels.scan(cur, seg.static, steps, inner, seg.shape[0], p, self.v, self.s, spk, write, self.counts, self.ovf,
-                          self.acc, accumulator)
+        fast_kernels.scan(
+            cur, seg.static, steps, inner, seg.shape[0], p, self.v, self.s, spk, write, self.counts, self.ovf, self.acc, accumulator
+        )
         if p.overflow == "error" and self.ovf.any():
-            raise TargetError(f"layer {seg.name!r}: membrane overflows the state type {p.state.name} [{p.state.min}, "
-                              f"{p.state.max}] (overflow policy 'error') within steps {t0}..{t0 + steps - 1}")
+            raise TargetError(
+                f"layer {seg.name!r}: membrane overflows the state type {p.state.name} [{p.state.min}, "
+                f"{p.state.max}] (overflow policy 'error') within steps {t0}..{t0 + steps - 1}"
+            )
 
-    def _numpy_chunk(self, cur: np.ndarray, nhwc: bool, t0: int, steps: int, spk: np.ndarray, write: bool,
-                     accumulator: IntType | None) -> None:
+    def _numpy_chunk(
+        self, cur: np.ndarray, nhwc: bool, t0: int, steps: int, spk: np.ndarray, write: bool, accumulator: IntType | None
+    ) -> None:
         # Exact fallback (wrap, wide states, huge sums): the reference's own step, per step.
         seg = self.seg
         sums = _logical(cur, nhwc, (cur.shape[0], self.batch), seg.shape)
@@ -162,8 +167,7 @@ class _LayerRun:
         return counts, overflows, int(self.acc.sum()) + self.acc_total
 
 
-def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False,
-        accumulator: IntType | None = None) -> BackendRun:
+def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, accumulator: IntType | None = None) -> BackendRun:
     """Same contract and results as :func:`qsnn_deploy.sim.reference.run`."""
     import torch
 
@@ -181,7 +185,7 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False,
         static_sums = _sums(plan[0], _Act(x, False), 1) if plan[0].static else None
         for t0 in range(0, steps, chunk):
             tc = min(chunk, steps - t0)
-            act = None if plan[0].static else _Act(x[:, t0:t0 + tc].swapaxes(0, 1).reshape(tc * batch, *x.shape[2:]), False)
+            act = None if plan[0].static else _Act(x[:, t0 : t0 + tc].swapaxes(0, 1).reshape(tc * batch, *x.shape[2:]), False)
             for i, (seg, layer) in enumerate(zip(plan, layers)):
                 cur, nhwc = static_sums if (i == 0 and static_sums is not None) else _sums(seg, act, tc)
                 nxt = plan[i + 1] if i + 1 < len(plan) else None
@@ -192,7 +196,7 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False,
                 spk = np.empty((tc, batch * int(np.prod(seg.shape))) if write else (1, 1), spk_type)  # all written
                 layer.step_chunk(cur, nhwc, t0, tc, spk, write, accumulator)
                 if rec is not None:
-                    rec[seg.name][t0:t0 + tc] = _logical(spk, nhwc, (tc, batch), seg.shape)
+                    rec[seg.name][t0 : t0 + tc] = _logical(spk, nhwc, (tc, batch), seg.shape)
                 if nxt is not None:
                     c, *hw = seg.shape
                     act = _Act(spk.reshape(tc * batch, *((*hw, c) if nhwc else seg.shape)), nhwc)

@@ -55,8 +55,35 @@ def _float_kernel(snntorch_default: bool) -> Any:
     fixed = snntorch_default
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def lif_scan_f64(cur, static, steps, inner, channels, thr_c, bias_c, in_scale, mul, radd, inv, mode, ge, smin, smax,
-                     check_acc, acc_lo, acc_hi, v, s, spk, write, counts, ovf_n, acc_n, v_rec, record_v):  # pragma: no cover - compiled
+    def lif_scan_f64(
+        cur,
+        static,
+        steps,
+        inner,
+        channels,
+        thr_c,
+        bias_c,
+        in_scale,
+        mul,
+        radd,
+        inv,
+        mode,
+        ge,
+        smin,
+        smax,
+        check_acc,
+        acc_lo,
+        acc_hi,
+        v,
+        s,
+        spk,
+        write,
+        counts,
+        ovf_n,
+        acc_n,
+        v_rec,
+        record_v,
+    ):  # pragma: no cover - compiled
         md = 0 if fixed else mode
         cmp_ge = False if fixed else ge
         n = v.shape[0]
@@ -120,9 +147,23 @@ def _float_kernel(snntorch_default: bool) -> Any:
 _NO_RECORD = np.zeros((1, 1), np.float64)  # the kernel's membrane record when none is asked for
 
 
-def scan(cur: np.ndarray, static: bool, steps: int, inner: int, channels: int, p: Any, v: np.ndarray, s: np.ndarray,
-         spk: np.ndarray, write: bool, counts: np.ndarray, ovf: np.ndarray, acc: np.ndarray, accumulator: Any = None,
-         v_rec: np.ndarray | None = None) -> None:
+def scan(
+    cur: np.ndarray,
+    static: bool,
+    steps: int,
+    inner: int,
+    channels: int,
+    p: Any,
+    v: np.ndarray,
+    s: np.ndarray,
+    spk: np.ndarray,
+    write: bool,
+    counts: np.ndarray,
+    ovf: np.ndarray,
+    acc: np.ndarray,
+    accumulator: Any = None,
+    v_rec: np.ndarray | None = None,
+) -> None:
     """Advance one LIF layer (:class:`~.lif.LIFParams` ``p``) by ``steps`` steps with the float64 kernel.
 
     ``cur``: synaptic sums (1 if ``static`` else steps, n), neuron j in channel
@@ -136,10 +177,35 @@ def scan(cur: np.ndarray, static: bool, steps: int, inner: int, channels: int, p
     kernel = snntorch_default if (mode == 0 and p.compare == "gt") else generic
     # int64 covers every synaptic sum (checked by the caller), so wider accumulator bounds are harmless
     lo, hi = (float(accumulator.min), float(accumulator.max)) if accumulator is not None else (0.0, 0.0)
-    kernel(cur, static, steps, inner, channels, p.threshold.astype(np.float64), p.bias.astype(np.float64),
-           float(2**p.input_shift), float(p.decay_mul), float(p.round_add), 2.0**-p.decay_shift, mode, p.compare == "ge",
-           float(p.state.min), float(p.state.max), accumulator is not None, lo, hi, v, s, spk, write, counts, ovf, acc,
-           _NO_RECORD if v_rec is None else v_rec, v_rec is not None)
+    kernel(
+        cur,
+        static,
+        steps,
+        inner,
+        channels,
+        p.threshold.astype(np.float64),
+        p.bias.astype(np.float64),
+        float(2**p.input_shift),
+        float(p.decay_mul),
+        float(p.round_add),
+        2.0**-p.decay_shift,
+        mode,
+        p.compare == "ge",
+        float(p.state.min),
+        float(p.state.max),
+        accumulator is not None,
+        lo,
+        hi,
+        v,
+        s,
+        spk,
+        write,
+        counts,
+        ovf,
+        acc,
+        _NO_RECORD if v_rec is None else v_rec,
+        v_rec is not None,
+    )
 
 
 def scan_recorded(sums: np.ndarray, static: bool, steps: int, p: Any, channels: int, inner: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,9 +227,9 @@ def scan_recorded(sums: np.ndarray, static: bool, steps: int, p: Any, channels: 
     v, s = np.zeros(n, np.int64), np.zeros(n, np.int64)
     counts, ovf, acc = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     spk, v_rec = np.empty((steps, n), np.float64), np.empty((steps, n), np.float64)
-    scan(np.ascontiguousarray(sums, np.float64), static, steps, inner, channels, p, v, s, spk, True, counts, ovf, acc,
-         v_rec=v_rec)
+    scan(np.ascontiguousarray(sums, np.float64), static, steps, inner, channels, p, v, s, spk, True, counts, ovf, acc, v_rec=v_rec)
     if p.overflow == "error" and ovf.any():
-        raise TargetError(f"layer {p.name!r}: membrane overflows the state type {p.state.name} [{p.state.min}, {p.state.max}] "
-                          "(overflow policy 'error')")
+        raise TargetError(
+            f"layer {p.name!r}: membrane overflows the state type {p.state.name} [{p.state.min}, {p.state.max}] (overflow policy 'error')"
+        )
     return spk, v_rec

@@ -51,7 +51,7 @@ def _fold_pool(conv: Conv2d, pool: SumPool2d, in_shape: tuple[int, ...]) -> tupl
     big = np.zeros((o, i, kh + (ph - 1) * sh, kw + (pw - 1) * sw), np.int64)
     for u in range(ph):
         for v in range(pw):
-            big[:, :, u * sh: u * sh + kh, v * sw: v * sw + kw] += w
+            big[:, :, u * sh : u * sh + kh, v * sw : v * sw + kw] += w
     conv_out = conv.output_shape(in_shape)
     pooled = pool.output_shape(conv_out)
     # MACs per output channel; the pool's adds are counted once per channel, not per input
@@ -86,8 +86,7 @@ def float_lif_exact(p: lif.LIFParams, a_bound: float) -> bool:
     < 2^(bits-1)) and |A| * 2^input_shift. ``wrap`` needs modular integers: :func:`.lif.step`.
     """
     half = 2.0 ** (p.state.bits - 1)
-    return (p.overflow != "wrap" and half * p.decay_mul + p.round_add < 2**52
-            and 3 * half + a_bound * 2.0**p.input_shift < 2**52)
+    return p.overflow != "wrap" and half * p.decay_mul + p.round_add < 2**52 and 3 * half + a_bound * 2.0**p.input_shift < 2**52
 
 
 def _materialise(stages: list[_Stage], dtype: str) -> tuple[_Stage, ...]:
@@ -157,8 +156,19 @@ def _plan(graph: Graph) -> list[_Segment]:
         elif isinstance(node, LIF):
             dtype = "float32" if worst < 2**24 and f32_ok else "float64" if worst < 2**53 else "int64"
             params = lif.LIFParams.from_node(node, name)
-            segments.append(_Segment(name, params, shapes[name], _materialise(stages, dtype), tuple(int_nodes), dtype,
-                                     static, elements, float_lif_exact(params, bound)))
+            segments.append(
+                _Segment(
+                    name,
+                    params,
+                    shapes[name],
+                    _materialise(stages, dtype),
+                    tuple(int_nodes),
+                    dtype,
+                    static,
+                    elements,
+                    float_lif_exact(params, bound),
+                )
+            )
             stages, int_nodes, static = [], [], False
             bound = worst = 1.0  # the next segment's input is 0/1 spikes
             elements = 0

@@ -34,8 +34,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import TargetError
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.ir.nodes import LIF
 
 

@@ -25,9 +25,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Linear, Node, Output, SumPool2d
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.sim import lif
 
 
@@ -99,8 +99,7 @@ def outside(a: np.ndarray, dtype: IntType) -> int:
 # --- the time loop --------------------------------------------------------------------------
 
 
-def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False,
-        accumulator: IntType | None = None) -> BackendRun:
+def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, accumulator: IntType | None = None) -> BackendRun:
     """Simulate one batch step by step.
 
     Args:

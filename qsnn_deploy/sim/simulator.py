@@ -36,8 +36,8 @@ import numpy as np
 
 from qsnn_deploy.errors import GraphError, QsnnError, TargetError
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
-from qsnn_deploy.targets import TargetProfile
 from qsnn_deploy.sim import reference
+from qsnn_deploy.targets import TargetProfile
 
 BACKENDS = ("auto", "fast", "reference")
 #: largest |value| any int64 sum may reach (2^62 leaves room for the LIF's additions)
@@ -127,7 +127,7 @@ def _fan_out_1d(size: int, kernel: int, stride: int, pad: int, out: int) -> np.n
     n = np.zeros(size, np.int64)
     for y in range(out):
         lo = y * stride - pad
-        n[max(lo, 0): max(min(lo + kernel, size), 0)] += 1
+        n[max(lo, 0) : max(min(lo + kernel, size), 0)] += 1
     return n
 
 
@@ -233,8 +233,9 @@ def _backend(backend: str) -> Any:
     return reference
 
 
-def simulate(graph: Graph, x: np.ndarray, timesteps: int, *, backend: str = "auto", record: bool = False,
-             target: TargetProfile | None = None) -> SimResult:
+def simulate(
+    graph: Graph, x: np.ndarray, timesteps: int, *, backend: str = "auto", record: bool = False, target: TargetProfile | None = None
+) -> SimResult:
     """Simulate a batch bit-exactly; every backend gives the same result.
 
     Args:
@@ -292,16 +293,32 @@ def _layer_stats(layer: _Layer, raw: reference.BackendRun, x: np.ndarray, timest
     state_bits = layer.node.state.bits
     neurons = int(np.prod(layer.shape))
     return LayerStats(
-        name=layer.name, op=layer.ops, neurons=neurons,
-        spikes=int(raw.neuron_counts[layer.name].sum()), synops=synops, dense_macs=dense,
-        saturations=int(raw.saturations[layer.name]), accumulator_overflows=int(raw.accumulator_overflows[layer.name]),
-        weight_bits=weight_bits, state_bits=neurons * state_bits, param_bits=2 * layer.shape[0] * state_bits,
+        name=layer.name,
+        op=layer.ops,
+        neurons=neurons,
+        spikes=int(raw.neuron_counts[layer.name].sum()),
+        synops=synops,
+        dense_macs=dense,
+        saturations=int(raw.saturations[layer.name]),
+        accumulator_overflows=int(raw.accumulator_overflows[layer.name]),
+        weight_bits=weight_bits,
+        state_bits=neurons * state_bits,
+        param_bits=2 * layer.shape[0] * state_bits,
     )
 
 
-def simulate_split(graph: Graph, x_all: np.ndarray, y_all: np.ndarray, timesteps: int, *, batch_size: int = 256,
-                   limit: int | None = None, backend: str = "auto", target: TargetProfile | None = None,
-                   progress: bool = True) -> SplitReport:
+def simulate_split(
+    graph: Graph,
+    x_all: np.ndarray,
+    y_all: np.ndarray,
+    timesteps: int,
+    *,
+    batch_size: int = 256,
+    limit: int | None = None,
+    backend: str = "auto",
+    target: TargetProfile | None = None,
+    progress: bool = True,
+) -> SplitReport:
     """Simulate a data set in batches (memory stays that of one batch) and total the stats.
 
     Args:
@@ -328,17 +345,21 @@ def simulate_split(graph: Graph, x_all: np.ndarray, y_all: np.ndarray, timesteps
     totals: list[LayerStats] | None = None
     preds, counts, used = [], [], "reference"
     for start in tqdm(range(0, n, batch_size), desc="simulate", unit="batch", disable=not progress):
-        res = simulate(graph, x_all[start:min(start + batch_size, n)], timesteps, backend=backend, target=target)
+        res = simulate(graph, x_all[start : min(start + batch_size, n)], timesteps, backend=backend, target=target)
         totals = res.layers if totals is None else [a.merged(b) for a, b in zip(totals, res.layers)]
         preds.append(res.predictions)
         counts.append(res.counts)
         used = res.backend
     predictions = np.concatenate(preds)
     return SplitReport(
-        samples=n, correct=int((predictions == y_all[:n]).sum()), timesteps=int(timesteps), layers=totals or [],
-        predictions=predictions, counts=np.concatenate(counts), backend=used,
+        samples=n,
+        correct=int((predictions == y_all[:n]).sum()),
+        timesteps=int(timesteps),
+        layers=totals or [],
+        predictions=predictions,
+        counts=np.concatenate(counts),
+        backend=used,
     )
 
 
-__all__ = ["BACKENDS", "LayerStats", "SimResult", "SplitReport", "check_int64_range", "dense_macs", "fan_out",
-           "simulate", "simulate_split"]
+__all__ = ["BACKENDS", "LayerStats", "SimResult", "SplitReport", "check_int64_range", "dense_macs", "fan_out", "simulate", "simulate_split"]

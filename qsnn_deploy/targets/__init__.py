@@ -14,8 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.errors import GraphError, TargetError
+from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.ir.nodes import COMPARES, OVERFLOWS, RESET_TIMINGS, RESETS, ROUNDINGS
 
 
@@ -38,16 +38,20 @@ class TargetProfile:
     description: str = ""
 
     def __post_init__(self) -> None:
-        for fname, allowed in (("rounding", ROUNDINGS), ("overflow", OVERFLOWS), ("compare", COMPARES),
-                               ("reset", RESETS), ("reset_timing", RESET_TIMINGS)):
+        for fname, allowed in (
+            ("rounding", ROUNDINGS),
+            ("overflow", OVERFLOWS),
+            ("compare", COMPARES),
+            ("reset", RESETS),
+            ("reset_timing", RESET_TIMINGS),
+        ):
             if getattr(self, fname) not in allowed:
                 raise TargetError(f"target {self.name}: {fname} must be one of {allowed}, got {getattr(self, fname)!r}")
         if not self.state.signed or self.state.bits > 48:
             raise TargetError(f"target {self.name}: state must be a signed type of at most 48 bits")
         if type(self.decay_shift) is not int or not 0 <= self.decay_shift <= 30:
             raise TargetError(f"target {self.name}: decay_shift must be an integer 0..30, got {self.decay_shift!r}")
-        if not isinstance(self.limits, dict) or not all(
-                isinstance(k, str) and type(v) is int and v >= 0 for k, v in self.limits.items()):
+        if not isinstance(self.limits, dict) or not all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in self.limits.items()):
             raise TargetError(f"target {self.name}: limits must map names to non-negative integers, got {self.limits!r}"[:300])
 
     def with_changes(self, **changes: Any) -> TargetProfile:

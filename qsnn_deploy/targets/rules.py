@@ -20,7 +20,7 @@ sum over inputs of max(w * lo, w * hi)), with 0/1 after every LIF.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -77,8 +77,10 @@ def inputs_fit_target_input_type(graph: Graph, target: TargetProfile) -> None:
     inp = graph.input
     if inp.dtype.min < target.input.min or inp.dtype.max > target.input.max:
         name = next(n for n, v in graph.nodes.items() if isinstance(v, Input))
-        raise TargetError(f"input {name!r} has type {inp.dtype.name} [{inp.dtype.min}, {inp.dtype.max}], beyond limit "
-                          f"{target.input.name} [{target.input.min}, {target.input.max}]")
+        raise TargetError(
+            f"input {name!r} has type {inp.dtype.name} [{inp.dtype.min}, {inp.dtype.max}], beyond limit "
+            f"{target.input.name} [{target.input.min}, {target.input.max}]"
+        )
 
 
 @_rule
@@ -89,16 +91,23 @@ def weights_fit_target_weight_type(graph: Graph, target: TargetProfile) -> None:
     for name, node in _synaptic(graph):
         vals = node.weight.values
         if not w_type.contains(vals):
-            problems.append(f"layer {name!r} has weights in [{int(vals.min())}, {int(vals.max())}], beyond limit "
-                            f"{w_type.name} [{w_type.min}, {w_type.max}]")
+            problems.append(
+                f"layer {name!r} has weights in [{int(vals.min())}, {int(vals.max())}], beyond limit "
+                f"{w_type.name} [{w_type.min}, {w_type.max}]"
+            )
     _fail_if(problems)
 
 
 @_rule
 def lif_state_matches_target(graph: Graph, target: TargetProfile) -> None:
     """Every LIF's membrane is the target's state type (thresholds and biases then fit it)."""
-    _fail_if([f"layer {name!r} has state {node.state.name}, limit is the target's {target.state.name}"
-              for name, node in _lifs(graph) if node.state != target.state])
+    _fail_if(
+        [
+            f"layer {name!r} has state {node.state.name}, limit is the target's {target.state.name}"
+            for name, node in _lifs(graph)
+            if node.state != target.state
+        ]
+    )
 
 
 @_rule
@@ -129,8 +138,13 @@ def layer_neurons_within_limit(graph: Graph, target: TargetProfile) -> None:
     if limit is None:
         return
     shapes = graph.shapes()
-    _fail_if([f"layer {name!r} has {int(np.prod(shapes[name]))} neurons > limit {limit}"
-              for name, _ in _lifs(graph) if int(np.prod(shapes[name])) > limit])
+    _fail_if(
+        [
+            f"layer {name!r} has {int(np.prod(shapes[name]))} neurons > limit {limit}"
+            for name, _ in _lifs(graph)
+            if int(np.prod(shapes[name])) > limit
+        ]
+    )
 
 
 @_rule
@@ -154,8 +168,7 @@ def fan_in_within_limit(graph: Graph, target: TargetProfile) -> None:
     limit = _limit(target, "max_fan_in")
     if limit is None:
         return
-    _fail_if([f"layer {name!r} has fan-in {fan_in(node)} > limit {limit}"
-              for name, node in _synaptic(graph) if fan_in(node) > limit])
+    _fail_if([f"layer {name!r} has fan-in {fan_in(node)} > limit {limit}" for name, node in _synaptic(graph) if fan_in(node) > limit])
 
 
 @_rule

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from qsnn_deploy.atomic import atomic_path
-from qsnn_deploy.training.config import ModelConfig, TrainConfig
 from qsnn_deploy.errors import CheckpointError, QsnnError
+from qsnn_deploy.training.config import ModelConfig, TrainConfig
 
 FORMAT = "qsnn-deploy-checkpoint"
 VERSION = 1
@@ -119,9 +119,7 @@ def _map_reference_keys(sd: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_checkpoint(
-    path: str | Path, *, trust: bool = False, config: ModelConfig | None = None
-) -> Checkpoint:
+def load_checkpoint(path: str | Path, *, trust: bool = False, config: ModelConfig | None = None) -> Checkpoint:
     """Load a checkpoint, or a reference-code state_dict when ``config`` is given.
 
     Raises:
@@ -157,9 +155,7 @@ def load_checkpoint(
         )
     elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()) and _is_reference_state_dict(obj):
         if config is None:
-            raise CheckpointError(
-                f"{path}: a plain reference-code state_dict carries no config; give one with --preset (and flags)"
-            )
+            raise CheckpointError(f"{path}: a plain reference-code state_dict carries no config; give one with --preset (and flags)")
         ckpt = Checkpoint(model_config=config, state_dict=_map_reference_keys(obj), source=str(path))
     else:
         raise CheckpointError(f"{path}: not a qsnn-deploy checkpoint (no 'format' key) nor a reference state_dict")

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from qsnn_deploy.errors import QsnnError
-from qsnn_deploy.training.lif_autograd import surrogate_backward
 from qsnn_deploy.sim import lif as int_lif
 from qsnn_deploy.targets import TargetProfile, load_target
+from qsnn_deploy.training.lif_autograd import surrogate_backward
 
 # |A - round(A)| above this means the current is not a*A + b for integer A: BN in training mode,
 # active dropout, or an input that is not integer. float32 rounding leaves far less: on the
@@ -69,11 +69,14 @@ class TargetArithmetic:
         from qsnn_deploy.frontends.torch_qat import spiking_layers
 
         with torch.no_grad():
-            self.layers = [TargetLayer(int_lif.LIFParams.from_node(node, f"lif{i + 1}"), fold.a, fold.b)
-                           for i, (fold, node, _) in enumerate(spiking_layers(model, self.target))]
+            self.layers = [
+                TargetLayer(int_lif.LIFParams.from_node(node, f"lif{i + 1}"), fold.a, fold.b)
+                for i, (fold, node, _) in enumerate(spiking_layers(model, self.target))
+            ]
 
-    def lif(self, i: int, current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, slope: float,
-            steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def lif(
+        self, i: int, current: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor, slope: float, steps: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer ``i``'s LIF over all steps in target arithmetic; same contract as :func:`~qsnn_deploy.training.lif_autograd.lif_sequence`.
 
         Returns (spikes, U) where U is the float-unit membrane of the module docstring.
@@ -83,8 +86,9 @@ class TargetArithmetic:
         return _TargetLIFSequence.apply(current, n_steps, static, self.layers[i], beta, threshold, float(slope))
 
 
-def _integer_lif(sums: np.ndarray, static: bool, steps: int, p: int_lif.LIFParams,
-                 per_step: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _integer_lif(
+    sums: np.ndarray, static: bool, steps: int, p: int_lif.LIFParams, per_step: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """S[t] and V[t], (steps, *per_step) float64, of the target's neuron on integer sums ``sums`` (float64)."""
     from qsnn_deploy.sim import fast_kernels
     from qsnn_deploy.sim.fast_plan import float_lif_exact
@@ -109,8 +113,16 @@ def _integer_lif(sums: np.ndarray, static: bool, steps: int, p: int_lif.LIFParam
 
 class _TargetLIFSequence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current, steps: int, static: bool, layer: TargetLayer, beta: torch.Tensor, threshold: torch.Tensor,  # type: ignore[override]
-                slope: float):
+    def forward(
+        ctx,
+        current,
+        steps: int,
+        static: bool,
+        layer: TargetLayer,
+        beta: torch.Tensor,
+        threshold: torch.Tensor,  # type: ignore[override]
+        slope: float,
+    ):
         dtype = current.dtype
         per_step = tuple(current.shape if static else current.shape[1:])  # (B, C, ...)
         chan = (1, -1) + (1,) * (len(per_step) - 2)
@@ -124,7 +136,8 @@ class _TargetLIFSequence(torch.autograd.Function):
         if residual > _MAX_RESIDUAL:
             raise QsnnError(
                 f"layer {layer.params.name!r}: the current is not a whole number of integer-sum units (off by up to {residual:.3g}); "
-                "target arithmetic needs eval-mode BatchNorm and no dropout")
+                "target arithmetic needs eval-mode BatchNorm and no dropout"
+            )
         p = layer.params
         spk, v_all = _integer_lif(sums.numpy(), static, steps, p, per_step)
         theta = float(threshold.item())

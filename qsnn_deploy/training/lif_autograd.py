@@ -102,8 +102,15 @@ class _LIFSequence(torch.autograd.Function):
         return surrogate_backward(grad_spk, mem, *ctx.params), None, None, None, None, None
 
 
-def surrogate_backward(grad_spk: torch.Tensor, mem: torch.Tensor, static: bool, beta: np.floating, threshold: np.floating,
-                       slope: np.floating, in_shape: tuple[int, ...]) -> torch.Tensor:
+def surrogate_backward(
+    grad_spk: torch.Tensor,
+    mem: torch.Tensor,
+    static: bool,
+    beta: np.floating,
+    threshold: np.floating,
+    slope: np.floating,
+    in_shape: tuple[int, ...],
+) -> torch.Tensor:
     """dL/dI of the module docstring from dL/dS and the saved membranes ``mem`` (T, n), shaped ``in_shape``.
 
     ``beta``, ``threshold`` and ``slope`` are NumPy scalars of ``mem``'s dtype.

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from qsnn_deploy.atomic import write_text_atomic
+from qsnn_deploy.errors import CheckpointError, OutputExistsError, QsnnError
 from qsnn_deploy.training.checkpoint import Checkpoint, load_checkpoint, model_state, save_checkpoint
 from qsnn_deploy.training.config import ModelConfig, TrainConfig
-from qsnn_deploy.errors import CheckpointError, OutputExistsError, QsnnError
 
 EVAL_BATCH = 256
 
@@ -117,14 +117,14 @@ def train(
     refit_from: Checkpoint | None = None,
 ) -> RunResult:
     """Train (or resume) a run into ``out_dir``; see the module docstring."""
-    import torch
     import snntorch.functional as SF
+    import torch
     from tqdm import tqdm
 
     from qsnn_deploy.data.loaders import iterate_batches, load_split, train_val_split
+    from qsnn_deploy.targets import TargetProfile, load_target
     from qsnn_deploy.training.finetune import TargetArithmetic
     from qsnn_deploy.training.model import QSNN, predict
-    from qsnn_deploy.targets import TargetProfile, load_target
     from qsnn_deploy.training.plots import plot_run
     from qsnn_deploy.training.schedules import learning_rate
 
@@ -132,8 +132,9 @@ def train(
     last_path = out / "last.pt"
     prev: Checkpoint | None = None
     if refit_from is not None and (resume or init_from is not None):
-        raise QsnnError("a refit starts a new run from a run's last.pt: not with --resume or --finetune "
-                        "(resume a refit later with --resume alone)")
+        raise QsnnError(
+            "a refit starts a new run from a run's last.pt: not with --resume or --finetune (resume a refit later with --resume alone)"
+        )
     if resume:
         if not last_path.is_file():
             raise CheckpointError(f"--resume: no {last_path} to resume from")
@@ -163,12 +164,16 @@ def train(
         raise OutputExistsError(f"{out} already holds a run (last.pt); use --resume to continue it or --force to start over")
 
     torch.manual_seed(train_cfg.seed)
-    full_train = load_split(train_cfg.dataset, "train", data_dir=data_dir, timesteps=model_cfg.timesteps, limit=limit_train, seed=train_cfg.seed)
+    full_train = load_split(
+        train_cfg.dataset, "train", data_dir=data_dir, timesteps=model_cfg.timesteps, limit=limit_train, seed=train_cfg.seed
+    )
     if train_cfg.val_fraction == 0.0:
         train_split, val_split = full_train, None
     else:
         train_split, val_split = train_val_split(full_train, train_cfg.val_fraction, train_cfg.seed)
-    test_split = load_split(train_cfg.dataset, "test", data_dir=data_dir, timesteps=model_cfg.timesteps, limit=limit_test, seed=train_cfg.seed)
+    test_split = load_split(
+        train_cfg.dataset, "test", data_dir=data_dir, timesteps=model_cfg.timesteps, limit=limit_test, seed=train_cfg.seed
+    )
     if full_train.num_classes != model_cfg.num_classes:
         raise QsnnError(f"data set {train_cfg.dataset} has {full_train.num_classes} classes, the model {model_cfg.num_classes}")
 
@@ -185,10 +190,20 @@ def train(
     iters_per_epoch = math.ceil(len(train_split) / train_cfg.batch_size)
 
     state: dict[str, Any] = {
-        "epoch": 0, "iteration": 0, "loss_halvings": 0, "best_train_loss": float("inf"),
-        "best_val_acc": -1.0, "best_epoch": 0, "test_acc_at_best": 0.0, "bad_epochs": 0,
-        "history": [], "iter_loss": [], "iter_lr": [], "wall_seconds": 0.0,
-        "limit_train": limit_train, "limit_test": limit_test,
+        "epoch": 0,
+        "iteration": 0,
+        "loss_halvings": 0,
+        "best_train_loss": float("inf"),
+        "best_val_acc": -1.0,
+        "best_epoch": 0,
+        "test_acc_at_best": 0.0,
+        "bad_epochs": 0,
+        "history": [],
+        "iter_loss": [],
+        "iter_lr": [],
+        "wall_seconds": 0.0,
+        "limit_train": limit_train,
+        "limit_test": limit_test,
         "target": target.to_dict() if target is not None else None,
         "init_from": init_from.source if init_from is not None else None,
         "refit_from": None,
@@ -202,8 +217,9 @@ def train(
     if refit_from is not None:
         # The schedule counts iterations, and an epoch of the whole set has more of them:
         # restart the count at the branch epoch's boundary so the LR keeps its phase.
-        state.update(iteration=state["epoch"] * iters_per_epoch, bad_epochs=0,
-                     refit_from={"checkpoint": refit_from.source, "epoch": state["epoch"]})
+        state.update(
+            iteration=state["epoch"] * iters_per_epoch, bad_epochs=0, refit_from={"checkpoint": refit_from.source, "epoch": state["epoch"]}
+        )
     history: list[dict[str, Any]] = state["history"]
 
     def checkpoint(path: Path, with_state: bool, metrics: dict[str, Any]) -> None:
@@ -223,10 +239,31 @@ def train(
         val_acc = evaluate(model, val_split, progress=progress, desc="validation")
         test_acc = evaluate(model, test_split, progress=progress, desc="test")
         state.update(best_val_acc=val_acc, best_epoch=0, test_acc_at_best=test_acc)
-        history.append({"epoch": 0, "train_loss": None, "train_acc": None, "val_acc": round(val_acc, 6),
-                        "test_acc": round(test_acc, 6), "lr_end": 0.0, "seconds": 0.0, "best_epoch": 0})
-        checkpoint(out / "best.pt", False, {"best_epoch": 0, "best_val_acc": val_acc, "test_acc_at_best": test_acc,
-                                            "epoch": 0, "val_acc": val_acc, "test_acc": test_acc, "target": target.name})
+        history.append(
+            {
+                "epoch": 0,
+                "train_loss": None,
+                "train_acc": None,
+                "val_acc": round(val_acc, 6),
+                "test_acc": round(test_acc, 6),
+                "lr_end": 0.0,
+                "seconds": 0.0,
+                "best_epoch": 0,
+            }
+        )
+        checkpoint(
+            out / "best.pt",
+            False,
+            {
+                "best_epoch": 0,
+                "best_val_acc": val_acc,
+                "test_acc_at_best": test_acc,
+                "epoch": 0,
+                "val_acc": val_acc,
+                "test_acc": test_acc,
+                "target": target.name,
+            },
+        )
         log(f"epoch 0 (start of fine-tuning on {target.name}): val {val_acc:.4f} test {test_acc:.4f}")
 
     stopped_early = state["bad_epochs"] >= train_cfg.patience
@@ -237,8 +274,14 @@ def train(
         t0 = time.perf_counter()
         model.train(target is None)  # target arithmetic needs BN's running statistics and no dropout
         losses, correct, seen = [], 0, 0
-        bar = tqdm(iterate_batches(train_split, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed, epoch=epoch),
-                   total=iters_per_epoch, desc=f"epoch {epoch}", leave=False, disable=not progress, position=1)
+        bar = tqdm(
+            iterate_batches(train_split, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed, epoch=epoch),
+            total=iters_per_epoch,
+            desc=f"epoch {epoch}",
+            leave=False,
+            disable=not progress,
+            position=1,
+        )
         for xb, yb in bar:
             lr = learning_rate(train_cfg, state["iteration"], iters_per_epoch, state["loss_halvings"])
             for group in optimizer.param_groups:
@@ -278,13 +321,25 @@ def train(
             state.update(best_val_acc=val_acc, best_epoch=epoch, test_acc_at_best=test_acc, bad_epochs=0)
         else:
             state["bad_epochs"] += 1
-        row = {"epoch": epoch, "train_loss": round(train_loss, 6), "train_acc": round(correct / max(seen, 1), 6),
-               "val_acc": None if val_acc is None else round(val_acc, 6), "test_acc": round(test_acc, 6), "lr_end": state["iter_lr"][-1] if state["iter_lr"] else train_cfg.lr,
-               "seconds": round(seconds, 1), "best_epoch": state["best_epoch"]}
+        row = {
+            "epoch": epoch,
+            "train_loss": round(train_loss, 6),
+            "train_acc": round(correct / max(seen, 1), 6),
+            "val_acc": None if val_acc is None else round(val_acc, 6),
+            "test_acc": round(test_acc, 6),
+            "lr_end": state["iter_lr"][-1] if state["iter_lr"] else train_cfg.lr,
+            "seconds": round(seconds, 1),
+            "best_epoch": state["best_epoch"],
+        }
         history.append(row)
         state["epoch"] = epoch
-        metrics = {"best_epoch": state["best_epoch"], "best_val_acc": state["best_val_acc"],
-                   "test_acc_at_best": state["test_acc_at_best"], "epochs_run": epoch, "wall_seconds": round(state["wall_seconds"], 1)}
+        metrics = {
+            "best_epoch": state["best_epoch"],
+            "best_val_acc": state["best_val_acc"],
+            "test_acc_at_best": state["test_acc_at_best"],
+            "epochs_run": epoch,
+            "wall_seconds": round(state["wall_seconds"], 1),
+        }
         if target is not None:
             metrics["target"] = target.name
         if improved:
@@ -294,8 +349,10 @@ def train(
         _write_logs(out, history, state["iter_loss"], state["iter_lr"])
         plot_run(out, state["iter_loss"], state["iter_lr"], history)
         val_text = _accuracy_text(val_acc)
-        line = (f"epoch {epoch}: loss {train_loss:.4f} train {row['train_acc']:.4f} val {val_text} test {test_acc:.4f} "
-                f"lr {row['lr_end']:.3g} {seconds:.0f}s best@{state['best_epoch']} ({state['test_acc_at_best']:.4f})")
+        line = (
+            f"epoch {epoch}: loss {train_loss:.4f} train {row['train_acc']:.4f} val {val_text} test {test_acc:.4f} "
+            f"lr {row['lr_end']:.3g} {seconds:.0f}s best@{state['best_epoch']} ({state['test_acc_at_best']:.4f})"
+        )
         epoch_bar.set_postfix(val=val_text, best=f"{_accuracy_text(state['best_val_acc'])}@{state['best_epoch']}")
         log(line)
     return RunResult(out, state["epoch"], state["best_epoch"], state["best_val_acc"], state["test_acc_at_best"], history, stopped_early)
