@@ -100,6 +100,305 @@ def _write_logs(out_dir: Path, history: list[dict[str, Any]], iter_loss: list[fl
     write_text_atomic(out_dir / "iterations.csv", buf.getvalue())
 
 
+@dataclass
+class _Plan:
+    """What a run trains, after the resume / refit / fine-tune policy has been applied."""
+
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    preset: str | None
+    limit_train: int | None
+    limit_test: int | None
+    target: Any
+    prev: Checkpoint | None  # the checkpoint whose full training state the run continues
+
+
+def _restore(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    out: Path,
+    *,
+    preset: str | None,
+    limit_train: int | None,
+    limit_test: int | None,
+    resume: bool,
+    force: bool,
+    init_from: Checkpoint | None,
+    target: Any,
+    refit_from: Checkpoint | None,
+) -> _Plan:
+    """The resume / refit policy: which checkpoint a run continues and which settings it keeps."""
+    last_path = out / "last.pt"
+    prev: Checkpoint | None = None
+    if refit_from is not None and (resume or init_from is not None):
+        raise QsnnError(
+            "a refit starts a new run from a run's last.pt: not with --resume or --finetune (resume a refit later with --resume alone)"
+        )
+    if resume:
+        if not last_path.is_file():
+            raise CheckpointError(f"--resume: no {last_path} to resume from")
+        prev = load_checkpoint(last_path)
+    elif refit_from is not None:
+        prev = refit_from
+    if not resume and last_path.exists() and not force:
+        raise OutputExistsError(f"{out} already holds a run (last.pt); use --resume to continue it or --force to start over")
+    if prev is None:
+        return _Plan(model_cfg, train_cfg, preset, limit_train, limit_test, target, None)
+    if prev.train_state is None or prev.train_config is None:
+        raise CheckpointError(f"{prev.source}: has no training state to continue from (a run's last.pt has it)")
+    if refit_from is not None and prev.train_state.get("target"):
+        raise QsnnError(f"{prev.source}: is a fine-tuning run; refit the QAT run it started from")
+    if refit_from is not None and train_cfg.epochs <= prev.train_state["epoch"]:
+        raise QsnnError(f"refit up to epoch {train_cfg.epochs}: {prev.source} is already at epoch {prev.train_state['epoch']}")
+    # Only the epoch budget and patience may change on resume; the recipe stays (a refit
+    # changes the data split only).
+    changes: dict[str, Any] = {"epochs": train_cfg.epochs, "patience": train_cfg.patience}
+    if refit_from is not None:
+        changes["val_fraction"] = 0.0
+    from qsnn_deploy.targets import TargetProfile
+
+    saved_target = prev.train_state.get("target")
+    return _Plan(
+        model_cfg=prev.model_config,
+        train_cfg=TrainConfig.from_dict({**prev.train_config.to_dict(), **changes}),
+        preset=prev.preset,
+        limit_train=prev.train_state.get("limit_train", limit_train),
+        limit_test=prev.train_state.get("limit_test", limit_test),
+        target=TargetProfile.from_dict(saved_target) if saved_target else None,
+        prev=prev,
+    )
+
+
+def _load_data(plan: _Plan, data_dir: str | Path | None) -> tuple[Any, Any, Any]:
+    """(train, validation or None, test) splits of the run's data set."""
+    from qsnn_deploy.data.loaders import load_split, train_val_split
+
+    cfg, tcfg = plan.model_cfg, plan.train_cfg
+    full_train = load_split(tcfg.dataset, "train", data_dir=data_dir, timesteps=cfg.timesteps, limit=plan.limit_train, seed=tcfg.seed)
+    if tcfg.val_fraction == 0.0:
+        train_split, val_split = full_train, None
+    else:
+        train_split, val_split = train_val_split(full_train, tcfg.val_fraction, tcfg.seed)
+    test_split = load_split(tcfg.dataset, "test", data_dir=data_dir, timesteps=cfg.timesteps, limit=plan.limit_test, seed=tcfg.seed)
+    if full_train.num_classes != cfg.num_classes:
+        raise QsnnError(f"data set {tcfg.dataset} has {full_train.num_classes} classes, the model {cfg.num_classes}")
+    return train_split, val_split, test_split
+
+
+def _initial_state(plan: _Plan, init_from: Checkpoint | None, refit_from: Checkpoint | None, iters_per_epoch: int) -> dict[str, Any]:
+    """The run's counters and logs: fresh, or those of the checkpoint it continues."""
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "iteration": 0,
+        "loss_halvings": 0,
+        "best_train_loss": float("inf"),
+        "best_val_acc": -1.0,
+        "best_epoch": 0,
+        "test_acc_at_best": 0.0,
+        "bad_epochs": 0,
+        "history": [],
+        "iter_loss": [],
+        "iter_lr": [],
+        "wall_seconds": 0.0,
+        "limit_train": plan.limit_train,
+        "limit_test": plan.limit_test,
+        "target": plan.target.to_dict() if plan.target is not None else None,
+        "init_from": init_from.source if init_from is not None else None,
+        "refit_from": None,
+    }
+    if plan.prev is not None:
+        state.update({k: plan.prev.train_state[k] for k in state if k in plan.prev.train_state})
+    if refit_from is not None:
+        # The schedule counts iterations, and an epoch of the whole set has more of them:
+        # restart the count at the branch epoch's boundary so the LR keeps its phase.
+        state.update(
+            iteration=state["epoch"] * iters_per_epoch, bad_epochs=0, refit_from={"checkpoint": refit_from.source, "epoch": state["epoch"]}
+        )
+    return state
+
+
+class _Run:
+    """One run's model, optimiser, data and state, with the steps :func:`train` chains."""
+
+    def __init__(
+        self,
+        plan: _Plan,
+        out: Path,
+        splits: tuple[Any, Any, Any],
+        init_from: Checkpoint | None,
+        refit_from: Checkpoint | None,
+        progress: bool,
+    ):
+        import snntorch.functional as SF
+        import torch
+
+        from qsnn_deploy.training.finetune import TargetArithmetic
+        from qsnn_deploy.training.model import QSNN
+
+        self.plan, self.out, self.progress = plan, out, progress
+        self.cfg, self.tcfg, self.target = plan.model_cfg, plan.train_cfg, plan.target
+        self.train_split, self.val_split, self.test_split = splits
+        self.model = QSNN(self.cfg)
+        if init_from is not None and plan.prev is None:
+            self.model.load_state_dict(init_from.state_dict, strict=False)
+        if self.target is not None:
+            self.model.target_arithmetic = TargetArithmetic(self.target)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tcfg.lr, betas=self.tcfg.adam_betas)
+        self.loss_fn = SF.mse_count_loss(correct_rate=self.tcfg.correct_rate, incorrect_rate=self.tcfg.incorrect_rate)
+        self.iters_per_epoch = math.ceil(len(self.train_split) / self.tcfg.batch_size)
+        self.state = _initial_state(plan, init_from, refit_from, self.iters_per_epoch)
+        if plan.prev is not None:
+            self.model.load_state_dict(plan.prev.state_dict, strict=False)
+            self.optimizer.load_state_dict(plan.prev.train_state["optimizer"])
+            torch.set_rng_state(plan.prev.train_state["torch_rng"])
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.state["history"]
+
+    def checkpoint(self, path: Path, with_state: bool, metrics: dict[str, Any]) -> None:
+        import torch
+
+        train_state = None
+        if with_state:
+            train_state = {**self.state, "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+        save_checkpoint(Checkpoint(self.cfg, model_state(self.model), self.tcfg, self.plan.preset, metrics, train_state), path)
+
+    def log(self, line: str) -> None:
+        from tqdm import tqdm
+
+        with open(self.out / "train.log", "a", encoding="utf-8") as fh:  # append-only log; a torn last line is harmless
+            fh.write(line + "\n")
+        if self.progress:
+            tqdm.write(line)
+
+    def evaluate(self) -> tuple[float | None, float]:
+        """(validation accuracy or None without a validation split, test accuracy)."""
+        val = evaluate(self.model, self.val_split, progress=self.progress, desc="validation") if self.val_split is not None else None
+        return val, evaluate(self.model, self.test_split, progress=self.progress, desc="test")
+
+    def record_start(self) -> None:
+        """Epoch 0 of a fine-tuning run: the starting model is the bar to beat."""
+        val_acc, test_acc = self.evaluate()
+        self.state.update(best_val_acc=val_acc, best_epoch=0, test_acc_at_best=test_acc)
+        self.history.append(
+            {
+                "epoch": 0,
+                "train_loss": None,
+                "train_acc": None,
+                "val_acc": round(val_acc, 6),
+                "test_acc": round(test_acc, 6),
+                "lr_end": 0.0,
+                "seconds": 0.0,
+                "best_epoch": 0,
+            }
+        )
+        metrics = {
+            "best_epoch": 0,
+            "best_val_acc": val_acc,
+            "test_acc_at_best": test_acc,
+            "epoch": 0,
+            "val_acc": val_acc,
+            "test_acc": test_acc,
+            "target": self.target.name,
+        }
+        self.checkpoint(self.out / "best.pt", False, metrics)
+        self.log(f"epoch 0 (start of fine-tuning on {self.target.name}): val {val_acc:.4f} test {test_acc:.4f}")
+
+    def fit_epoch(self, epoch: int) -> tuple[float, float]:
+        """One epoch of training; (mean loss, training accuracy)."""
+        import torch
+        from tqdm import tqdm
+
+        from qsnn_deploy.data.loaders import iterate_batches
+        from qsnn_deploy.training.model import predict
+        from qsnn_deploy.training.schedules import learning_rate
+
+        tcfg, state, model = self.tcfg, self.state, self.model
+        model.train(self.target is None)  # target arithmetic needs BN's running statistics and no dropout
+        losses, correct, seen = [], 0, 0
+        batches = iterate_batches(self.train_split, tcfg.batch_size, shuffle=True, seed=tcfg.seed, epoch=epoch)
+        bar = tqdm(batches, total=self.iters_per_epoch, desc=f"epoch {epoch}", leave=False, disable=not self.progress, position=1)
+        for xb, yb in bar:
+            lr = learning_rate(tcfg, state["iteration"], self.iters_per_epoch, state["loss_halvings"])
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            x, y = _to_tensor(xb), _to_tensor(yb)
+            spikes = model(x)
+            loss = self.loss_fn(spikes, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tcfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            self.optimizer.step()
+            if tcfg.weight_clip:
+                model.clamp_weights()
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise QsnnError(f"training diverged: loss is {loss_value} at epoch {epoch}, iteration {state['iteration']}")
+            correct += int((predict(spikes.detach()) == y).sum())
+            seen += len(yb)
+            losses.append(loss_value)
+            state["iter_loss"].append(loss_value)
+            state["iter_lr"].append(lr)
+            state["iteration"] += 1
+            bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.2e}")
+        train_loss = float(np.mean(losses)) if losses else float("nan")
+        if tcfg.schedule == "loss-step":
+            if train_loss >= state["best_train_loss"]:
+                state["loss_halvings"] += 1
+            state["best_train_loss"] = min(state["best_train_loss"], train_loss)
+        return train_loss, correct / max(seen, 1)
+
+    def record_epoch(self, epoch: int, train_loss: float, train_acc: float, val_acc: float | None, test_acc: float, seconds: float) -> str:
+        """Early-stopping bookkeeping, checkpoints, logs and plots of one epoch; the log line."""
+        from qsnn_deploy.training.plots import plot_run
+
+        state = self.state
+        state["wall_seconds"] += seconds
+        improved = val_acc is None or val_acc > state["best_val_acc"]
+        if improved:
+            state.update(best_val_acc=val_acc, best_epoch=epoch, test_acc_at_best=test_acc, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        row = {
+            "epoch": epoch,
+            "train_loss": round(train_loss, 6),
+            "train_acc": round(train_acc, 6),
+            "val_acc": None if val_acc is None else round(val_acc, 6),
+            "test_acc": round(test_acc, 6),
+            "lr_end": state["iter_lr"][-1] if state["iter_lr"] else self.tcfg.lr,
+            "seconds": round(seconds, 1),
+            "best_epoch": state["best_epoch"],
+        }
+        self.history.append(row)
+        state["epoch"] = epoch
+        metrics = {
+            "best_epoch": state["best_epoch"],
+            "best_val_acc": state["best_val_acc"],
+            "test_acc_at_best": state["test_acc_at_best"],
+            "epochs_run": epoch,
+            "wall_seconds": round(state["wall_seconds"], 1),
+        }
+        if self.target is not None:
+            metrics["target"] = self.target.name
+        if improved:
+            self.checkpoint(self.out / "best.pt", False, {**metrics, "epoch": epoch, "val_acc": val_acc, "test_acc": test_acc})
+        self.checkpoint(self.out / "last.pt", True, metrics)
+        _write_logs(self.out, self.history, state["iter_loss"], state["iter_lr"])
+        plot_run(self.out, state["iter_loss"], state["iter_lr"], self.history)
+        line = (
+            f"epoch {epoch}: loss {train_loss:.4f} train {row['train_acc']:.4f} val {_accuracy_text(val_acc)} test {test_acc:.4f} "
+            f"lr {row['lr_end']:.3g} {seconds:.0f}s best@{state['best_epoch']} ({state['test_acc_at_best']:.4f})"
+        )
+        self.log(line)
+        return line
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.state["bad_epochs"] >= self.tcfg.patience
+
+
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -116,243 +415,43 @@ def train(
     target: Any = None,
     refit_from: Checkpoint | None = None,
 ) -> RunResult:
-    """Train (or resume) a run into ``out_dir``; see the module docstring."""
-    import snntorch.functional as SF
+    """Train (or resume) a run into ``out_dir``: restore, then fit / evaluate / record each epoch (module docstring)."""
     import torch
     from tqdm import tqdm
 
-    from qsnn_deploy.data.loaders import iterate_batches, load_split, train_val_split
-    from qsnn_deploy.targets import TargetProfile, load_target
-    from qsnn_deploy.training.finetune import TargetArithmetic
-    from qsnn_deploy.training.model import QSNN, predict
-    from qsnn_deploy.training.plots import plot_run
-    from qsnn_deploy.training.schedules import learning_rate
+    from qsnn_deploy.targets import load_target
 
     out = Path(out_dir)
-    last_path = out / "last.pt"
-    prev: Checkpoint | None = None
-    if refit_from is not None and (resume or init_from is not None):
-        raise QsnnError(
-            "a refit starts a new run from a run's last.pt: not with --resume or --finetune (resume a refit later with --resume alone)"
-        )
-    if resume:
-        if not last_path.is_file():
-            raise CheckpointError(f"--resume: no {last_path} to resume from")
-        prev = load_checkpoint(last_path)
-    elif refit_from is not None:
-        prev = refit_from
-    if prev is not None:
-        if prev.train_state is None or prev.train_config is None:
-            raise CheckpointError(f"{prev.source}: has no training state to continue from (a run's last.pt has it)")
-        if refit_from is not None and prev.train_state.get("target"):
-            raise QsnnError(f"{prev.source}: is a fine-tuning run; refit the QAT run it started from")
-        if refit_from is not None and train_cfg.epochs <= prev.train_state["epoch"]:
-            raise QsnnError(f"refit up to epoch {train_cfg.epochs}: {prev.source} is already at epoch {prev.train_state['epoch']}")
-        model_cfg = prev.model_config
-        # Only the epoch budget and patience may change on resume; the recipe stays (a refit
-        # changes the data split only).
-        changes: dict[str, Any] = {"epochs": train_cfg.epochs, "patience": train_cfg.patience}
-        if refit_from is not None:
-            changes["val_fraction"] = 0.0
-        train_cfg = TrainConfig.from_dict({**prev.train_config.to_dict(), **changes})
-        preset = prev.preset
-        limit_train = prev.train_state.get("limit_train", limit_train)
-        limit_test = prev.train_state.get("limit_test", limit_test)
-        saved_target = prev.train_state.get("target")
-        target = TargetProfile.from_dict(saved_target) if saved_target else None
-    if not resume and last_path.exists() and not force:
-        raise OutputExistsError(f"{out} already holds a run (last.pt); use --resume to continue it or --force to start over")
-
-    torch.manual_seed(train_cfg.seed)
-    full_train = load_split(
-        train_cfg.dataset, "train", data_dir=data_dir, timesteps=model_cfg.timesteps, limit=limit_train, seed=train_cfg.seed
+    plan = _restore(
+        model_cfg,
+        train_cfg,
+        out,
+        preset=preset,
+        limit_train=limit_train,
+        limit_test=limit_test,
+        resume=resume,
+        force=force,
+        init_from=init_from,
+        target=target,
+        refit_from=refit_from,
     )
-    if train_cfg.val_fraction == 0.0:
-        train_split, val_split = full_train, None
-    else:
-        train_split, val_split = train_val_split(full_train, train_cfg.val_fraction, train_cfg.seed)
-    test_split = load_split(
-        train_cfg.dataset, "test", data_dir=data_dir, timesteps=model_cfg.timesteps, limit=limit_test, seed=train_cfg.seed
-    )
-    if full_train.num_classes != model_cfg.num_classes:
-        raise QsnnError(f"data set {train_cfg.dataset} has {full_train.num_classes} classes, the model {model_cfg.num_classes}")
-
-    if target is not None:
-        target = load_target(target)
+    torch.manual_seed(plan.train_cfg.seed)
+    splits = _load_data(plan, data_dir)
+    if plan.target is not None:
+        plan.target = load_target(plan.target)
     out.mkdir(parents=True, exist_ok=True)  # only once the data loaded: a failed start leaves no empty run folder
-    model = QSNN(model_cfg)
-    if init_from is not None and not resume:
-        model.load_state_dict(init_from.state_dict, strict=False)
-    if target is not None:
-        model.target_arithmetic = TargetArithmetic(target)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, betas=train_cfg.adam_betas)
-    loss_fn = SF.mse_count_loss(correct_rate=train_cfg.correct_rate, incorrect_rate=train_cfg.incorrect_rate)
-    iters_per_epoch = math.ceil(len(train_split) / train_cfg.batch_size)
-
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "iteration": 0,
-        "loss_halvings": 0,
-        "best_train_loss": float("inf"),
-        "best_val_acc": -1.0,
-        "best_epoch": 0,
-        "test_acc_at_best": 0.0,
-        "bad_epochs": 0,
-        "history": [],
-        "iter_loss": [],
-        "iter_lr": [],
-        "wall_seconds": 0.0,
-        "limit_train": limit_train,
-        "limit_test": limit_test,
-        "target": target.to_dict() if target is not None else None,
-        "init_from": init_from.source if init_from is not None else None,
-        "refit_from": None,
-    }
-    if prev is not None:
-        model.load_state_dict(prev.state_dict, strict=False)
-        ts = prev.train_state
-        optimizer.load_state_dict(ts["optimizer"])
-        torch.set_rng_state(ts["torch_rng"])
-        state.update({k: ts[k] for k in state if k in ts})
-    if refit_from is not None:
-        # The schedule counts iterations, and an epoch of the whole set has more of them:
-        # restart the count at the branch epoch's boundary so the LR keeps its phase.
-        state.update(
-            iteration=state["epoch"] * iters_per_epoch, bad_epochs=0, refit_from={"checkpoint": refit_from.source, "epoch": state["epoch"]}
-        )
-    history: list[dict[str, Any]] = state["history"]
-
-    def checkpoint(path: Path, with_state: bool, metrics: dict[str, Any]) -> None:
-        train_state = None
-        if with_state:
-            train_state = {**state, "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
-        save_checkpoint(Checkpoint(model_cfg, model_state(model), train_cfg, preset, metrics, train_state), path)
-
-    def log(line: str) -> None:
-        with open(out / "train.log", "a", encoding="utf-8") as fh:  # append-only log; a torn last line is harmless
-            fh.write(line + "\n")
-        if progress:
-            tqdm.write(line)
-
-    if target is not None and state["epoch"] == 0:
-        # the starting model is the bar to beat: fine-tuning must not ship a worse deployment
-        val_acc = evaluate(model, val_split, progress=progress, desc="validation")
-        test_acc = evaluate(model, test_split, progress=progress, desc="test")
-        state.update(best_val_acc=val_acc, best_epoch=0, test_acc_at_best=test_acc)
-        history.append(
-            {
-                "epoch": 0,
-                "train_loss": None,
-                "train_acc": None,
-                "val_acc": round(val_acc, 6),
-                "test_acc": round(test_acc, 6),
-                "lr_end": 0.0,
-                "seconds": 0.0,
-                "best_epoch": 0,
-            }
-        )
-        checkpoint(
-            out / "best.pt",
-            False,
-            {
-                "best_epoch": 0,
-                "best_val_acc": val_acc,
-                "test_acc_at_best": test_acc,
-                "epoch": 0,
-                "val_acc": val_acc,
-                "test_acc": test_acc,
-                "target": target.name,
-            },
-        )
-        log(f"epoch 0 (start of fine-tuning on {target.name}): val {val_acc:.4f} test {test_acc:.4f}")
-
-    stopped_early = state["bad_epochs"] >= train_cfg.patience
-    epoch_bar = tqdm(range(state["epoch"] + 1, train_cfg.epochs + 1), desc="epochs", disable=not progress, position=0)
+    run = _Run(plan, out, splits, init_from, refit_from, progress)
+    if run.target is not None and run.state["epoch"] == 0:
+        run.record_start()
+    epochs = range(run.state["epoch"] + 1, plan.train_cfg.epochs + 1)
+    epoch_bar = tqdm(epochs, desc="epochs", disable=not progress, position=0)
     for epoch in epoch_bar:
-        if stopped_early:
+        if run.stopped_early:
             break
         t0 = time.perf_counter()
-        model.train(target is None)  # target arithmetic needs BN's running statistics and no dropout
-        losses, correct, seen = [], 0, 0
-        bar = tqdm(
-            iterate_batches(train_split, train_cfg.batch_size, shuffle=True, seed=train_cfg.seed, epoch=epoch),
-            total=iters_per_epoch,
-            desc=f"epoch {epoch}",
-            leave=False,
-            disable=not progress,
-            position=1,
-        )
-        for xb, yb in bar:
-            lr = learning_rate(train_cfg, state["iteration"], iters_per_epoch, state["loss_halvings"])
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = _to_tensor(xb), _to_tensor(yb)
-            spikes = model(x)
-            loss = loss_fn(spikes, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if train_cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            if train_cfg.weight_clip:
-                model.clamp_weights()
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise QsnnError(f"training diverged: loss is {loss_value} at epoch {epoch}, iteration {state['iteration']}")
-            batch_correct = int((predict(spikes.detach()) == y).sum())
-            correct += batch_correct
-            seen += len(yb)
-            losses.append(loss_value)
-            state["iter_loss"].append(loss_value)
-            state["iter_lr"].append(lr)
-            state["iteration"] += 1
-            bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.2e}")
-        train_loss = float(np.mean(losses)) if losses else float("nan")
-        if train_cfg.schedule == "loss-step":
-            if train_loss >= state["best_train_loss"]:
-                state["loss_halvings"] += 1
-            state["best_train_loss"] = min(state["best_train_loss"], train_loss)
-        val_acc = evaluate(model, val_split, progress=progress, desc="validation") if val_split is not None else None
-        test_acc = evaluate(model, test_split, progress=progress, desc="test")
-        seconds = time.perf_counter() - t0
-        state["wall_seconds"] += seconds
-        improved = val_acc is None or val_acc > state["best_val_acc"]
-        if improved:
-            state.update(best_val_acc=val_acc, best_epoch=epoch, test_acc_at_best=test_acc, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        row = {
-            "epoch": epoch,
-            "train_loss": round(train_loss, 6),
-            "train_acc": round(correct / max(seen, 1), 6),
-            "val_acc": None if val_acc is None else round(val_acc, 6),
-            "test_acc": round(test_acc, 6),
-            "lr_end": state["iter_lr"][-1] if state["iter_lr"] else train_cfg.lr,
-            "seconds": round(seconds, 1),
-            "best_epoch": state["best_epoch"],
-        }
-        history.append(row)
-        state["epoch"] = epoch
-        metrics = {
-            "best_epoch": state["best_epoch"],
-            "best_val_acc": state["best_val_acc"],
-            "test_acc_at_best": state["test_acc_at_best"],
-            "epochs_run": epoch,
-            "wall_seconds": round(state["wall_seconds"], 1),
-        }
-        if target is not None:
-            metrics["target"] = target.name
-        if improved:
-            checkpoint(out / "best.pt", False, {**metrics, "epoch": epoch, "val_acc": val_acc, "test_acc": test_acc})
-        stopped_early = state["bad_epochs"] >= train_cfg.patience
-        checkpoint(last_path, True, metrics)
-        _write_logs(out, history, state["iter_loss"], state["iter_lr"])
-        plot_run(out, state["iter_loss"], state["iter_lr"], history)
-        val_text = _accuracy_text(val_acc)
-        line = (
-            f"epoch {epoch}: loss {train_loss:.4f} train {row['train_acc']:.4f} val {val_text} test {test_acc:.4f} "
-            f"lr {row['lr_end']:.3g} {seconds:.0f}s best@{state['best_epoch']} ({state['test_acc_at_best']:.4f})"
-        )
-        epoch_bar.set_postfix(val=val_text, best=f"{_accuracy_text(state['best_val_acc'])}@{state['best_epoch']}")
-        log(line)
-    return RunResult(out, state["epoch"], state["best_epoch"], state["best_val_acc"], state["test_acc_at_best"], history, stopped_early)
+        train_loss, train_acc = run.fit_epoch(epoch)
+        val_acc, test_acc = run.evaluate()
+        run.record_epoch(epoch, train_loss, train_acc, val_acc, test_acc, time.perf_counter() - t0)
+        epoch_bar.set_postfix(val=_accuracy_text(val_acc), best=f"{_accuracy_text(run.state['best_val_acc'])}@{run.state['best_epoch']}")
+    s = run.state
+    return RunResult(out, s["epoch"], s["best_epoch"], s["best_val_acc"], s["test_acc_at_best"], run.history, run.stopped_early)
