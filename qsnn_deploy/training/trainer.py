@@ -37,9 +37,10 @@ from typing import Any
 import numpy as np
 
 from qsnn_deploy.atomic import write_text_atomic
-from qsnn_deploy.errors import CheckpointError, OutputExistsError, QsnnError
-from qsnn_deploy.training.checkpoint import Checkpoint, load_checkpoint, model_state, save_checkpoint
+from qsnn_deploy.errors import QsnnError
+from qsnn_deploy.training.checkpoint import Checkpoint, model_state, save_checkpoint
 from qsnn_deploy.training.config import ModelConfig, TrainConfig
+from qsnn_deploy.training.restore import Plan, restore
 
 EVAL_BATCH = 256
 
@@ -100,76 +101,7 @@ def _write_logs(out_dir: Path, history: list[dict[str, Any]], iter_loss: list[fl
     write_text_atomic(out_dir / "iterations.csv", buf.getvalue())
 
 
-@dataclass
-class _Plan:
-    """What a run trains, after the resume / refit / fine-tune policy has been applied."""
-
-    model_cfg: ModelConfig
-    train_cfg: TrainConfig
-    preset: str | None
-    limit_train: int | None
-    limit_test: int | None
-    target: Any
-    prev: Checkpoint | None  # the checkpoint whose full training state the run continues
-
-
-def _restore(
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    out: Path,
-    *,
-    preset: str | None,
-    limit_train: int | None,
-    limit_test: int | None,
-    resume: bool,
-    force: bool,
-    init_from: Checkpoint | None,
-    target: Any,
-    refit_from: Checkpoint | None,
-) -> _Plan:
-    """The resume / refit policy: which checkpoint a run continues and which settings it keeps."""
-    last_path = out / "last.pt"
-    prev: Checkpoint | None = None
-    if refit_from is not None and (resume or init_from is not None):
-        raise QsnnError(
-            "a refit starts a new run from a run's last.pt: not with --resume or --finetune (resume a refit later with --resume alone)"
-        )
-    if resume:
-        if not last_path.is_file():
-            raise CheckpointError(f"--resume: no {last_path} to resume from")
-        prev = load_checkpoint(last_path)
-    elif refit_from is not None:
-        prev = refit_from
-    if not resume and last_path.exists() and not force:
-        raise OutputExistsError(f"{out} already holds a run (last.pt); use --resume to continue it or --force to start over")
-    if prev is None:
-        return _Plan(model_cfg, train_cfg, preset, limit_train, limit_test, target, None)
-    if prev.train_state is None or prev.train_config is None:
-        raise CheckpointError(f"{prev.source}: has no training state to continue from (a run's last.pt has it)")
-    if refit_from is not None and prev.train_state.get("target"):
-        raise QsnnError(f"{prev.source}: is a fine-tuning run; refit the QAT run it started from")
-    if refit_from is not None and train_cfg.epochs <= prev.train_state["epoch"]:
-        raise QsnnError(f"refit up to epoch {train_cfg.epochs}: {prev.source} is already at epoch {prev.train_state['epoch']}")
-    # Only the epoch budget and patience may change on resume; the recipe stays (a refit
-    # changes the data split only).
-    changes: dict[str, Any] = {"epochs": train_cfg.epochs, "patience": train_cfg.patience}
-    if refit_from is not None:
-        changes["val_fraction"] = 0.0
-    from qsnn_deploy.targets import TargetProfile
-
-    saved_target = prev.train_state.get("target")
-    return _Plan(
-        model_cfg=prev.model_config,
-        train_cfg=TrainConfig.from_dict({**prev.train_config.to_dict(), **changes}),
-        preset=prev.preset,
-        limit_train=prev.train_state.get("limit_train", limit_train),
-        limit_test=prev.train_state.get("limit_test", limit_test),
-        target=TargetProfile.from_dict(saved_target) if saved_target else None,
-        prev=prev,
-    )
-
-
-def _load_data(plan: _Plan, data_dir: str | Path | None) -> tuple[Any, Any, Any]:
+def _load_data(plan: Plan, data_dir: str | Path | None) -> tuple[Any, Any, Any]:
     """(train, validation or None, test) splits of the run's data set."""
     from qsnn_deploy.data.loaders import load_split, train_val_split
 
@@ -185,7 +117,7 @@ def _load_data(plan: _Plan, data_dir: str | Path | None) -> tuple[Any, Any, Any]
     return train_split, val_split, test_split
 
 
-def _initial_state(plan: _Plan, init_from: Checkpoint | None, refit_from: Checkpoint | None, iters_per_epoch: int) -> dict[str, Any]:
+def _initial_state(plan: Plan, init_from: Checkpoint | None, refit_from: Checkpoint | None, iters_per_epoch: int) -> dict[str, Any]:
     """The run's counters and logs: fresh, or those of the checkpoint it continues."""
     state: dict[str, Any] = {
         "epoch": 0,
@@ -222,7 +154,7 @@ class _Run:
 
     def __init__(
         self,
-        plan: _Plan,
+        plan: Plan,
         out: Path,
         splits: tuple[Any, Any, Any],
         init_from: Checkpoint | None,
@@ -422,7 +354,7 @@ def train(
     from qsnn_deploy.targets import load_target
 
     out = Path(out_dir)
-    plan = _restore(
+    plan = restore(
         model_cfg,
         train_cfg,
         out,
