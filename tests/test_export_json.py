@@ -22,7 +22,7 @@ from qsnn_deploy.errors import ExportError, GraphError  # noqa: E402
 from qsnn_deploy.exporters import FORMATS, export  # noqa: E402
 from qsnn_deploy.exporters import json_graph as jg  # noqa: E402
 from qsnn_deploy.ir import NODE_TYPES  # noqa: E402
-from qsnn_deploy.ir.nodes import COMPARES, OVERFLOWS, RESET_TIMINGS, RESETS, ROUNDINGS  # noqa: E402
+from qsnn_deploy.ir.arithmetic import NeuronArithmetic  # noqa: E402
 from qsnn_deploy.targets import load_target  # noqa: E402
 
 T = 5
@@ -69,14 +69,8 @@ def test_schema_covers_every_node_type_and_field() -> None:
         required = {f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
         assert set(defs[op]["required"]) == {"op"} | required, op
     lif = defs["LIF"]["properties"]
-    for name, allowed in (
-        ("reset", RESETS),
-        ("compare", COMPARES),
-        ("reset_timing", RESET_TIMINGS),
-        ("rounding", ROUNDINGS),
-        ("overflow", OVERFLOWS),
-    ):
-        assert tuple(lif[name]["enum"]) == allowed
+    for name, allowed in NeuronArithmetic.CHOICES.items():
+        assert tuple(lif[name]["enum"]) == allowed, name
 
 
 def test_reexport_is_byte_identical_and_canonical(tmp_path: Path) -> None:

@@ -91,14 +91,8 @@ def _lif_node(name: str, a: np.ndarray, b: np.ndarray, theta: float, beta: float
         threshold=IntTensor(thresholds, target.state),
         bias=IntTensor(biases, target.state),
         decay_mul=int(round(beta * 2**target.decay_shift)),
-        decay_shift=target.decay_shift,
         input_shift=frac,
-        state=target.state,
-        reset=target.reset,
-        compare=target.compare,
-        reset_timing=target.reset_timing,
-        rounding=target.rounding,
-        overflow=target.overflow,
+        **target.arithmetic.fields(),
     )
 
 

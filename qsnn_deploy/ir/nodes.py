@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from qsnn_deploy.errors import GraphError
+from qsnn_deploy.ir.arithmetic import NeuronArithmetic
 from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.ir.tensor import IntTensor
 
@@ -206,13 +207,6 @@ class Linear(Node):
         return (self.weight.shape[0],)
 
 
-RESETS = ("subtract", "zero")
-COMPARES = ("gt", "ge")
-RESET_TIMINGS = ("delayed", "immediate")
-ROUNDINGS = ("floor", "half_up")
-OVERFLOWS = ("saturate", "wrap", "error")
-
-
 @dataclass(frozen=True, kw_only=True)
 class LIF(Node):
     r"""Integer leaky integrate-and-fire neurons, per-channel threshold and bias.
@@ -259,14 +253,10 @@ class LIF(Node):
             f"bias must be an IntTensor shaped like threshold {self.threshold.shape}",
         )
         _require(bool((self.threshold.values > 0).all()), "LIF", "thresholds must be positive")
-        _require(
-            isinstance(self.state, IntType) and self.state.signed and self.state.bits <= 48,
-            "LIF",
-            "state must be a signed IntType of at most 48 bits",
-        )
-        _require(
-            type(self.decay_shift) is int and 0 <= self.decay_shift <= 30, "LIF", f"decay_shift must be 0..30, got {self.decay_shift!r}"
-        )
+        try:
+            self.arithmetic  # noqa: B018 - its construction checks the arithmetic fields
+        except GraphError as exc:
+            raise GraphError(f"LIF: {exc}") from None
         _require(
             type(self.decay_mul) is int and 0 <= self.decay_mul <= 2**self.decay_shift,
             "LIF",
@@ -280,14 +270,11 @@ class LIF(Node):
             "LIF",
             f"threshold and bias must fit the state type {self.state.name}",
         )
-        for name, value, allowed in (
-            ("reset", self.reset, RESETS),
-            ("compare", self.compare, COMPARES),
-            ("reset_timing", self.reset_timing, RESET_TIMINGS),
-            ("rounding", self.rounding, ROUNDINGS),
-            ("overflow", self.overflow, OVERFLOWS),
-        ):
-            _require(value in allowed, "LIF", f"{name} must be one of {allowed}, got {value!r}")
+
+    @property
+    def arithmetic(self) -> NeuronArithmetic:
+        """The node's neuron arithmetic (its state, decay shift, rounding, overflow, compare, reset fields)."""
+        return NeuronArithmetic(**{n: getattr(self, n) for n in NeuronArithmetic.field_names()})
 
     @property
     def decay(self) -> float:

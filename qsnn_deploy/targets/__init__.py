@@ -15,72 +15,87 @@ from pathlib import Path
 from typing import Any
 
 from qsnn_deploy.errors import GraphError, TargetError
+from qsnn_deploy.ir.arithmetic import NeuronArithmetic
 from qsnn_deploy.ir.dtypes import IntType
-from qsnn_deploy.ir.nodes import COMPARES, OVERFLOWS, RESET_TIMINGS, RESETS, ROUNDINGS
 
 
 @dataclass(frozen=True)
 class TargetProfile:
-    """A target core: number formats, neuron arithmetic and limits (see int4-core.json)."""
+    """A target core: number formats, neuron arithmetic and limits (see int4-core.json).
+
+    The profile file is flat: the :class:`~qsnn_deploy.ir.arithmetic.NeuronArithmetic` fields
+    (``state``, ``decay_shift``, ``rounding``, ``overflow``, ``compare``, ``reset``,
+    ``reset_timing``) sit beside the number formats; they are read as attributes of the profile
+    too (``target.state``).
+    """
 
     name: str
     weight: IntType
     input: IntType
     accumulator: IntType
-    state: IntType
-    decay_shift: int
-    rounding: str = "half_up"
-    overflow: str = "saturate"
-    compare: str = "gt"
-    reset: str = "subtract"
-    reset_timing: str = "delayed"
+    arithmetic: NeuronArithmetic
     limits: dict[str, int] = field(default_factory=dict)
     description: str = ""
 
     def __post_init__(self) -> None:
-        for fname, allowed in (
-            ("rounding", ROUNDINGS),
-            ("overflow", OVERFLOWS),
-            ("compare", COMPARES),
-            ("reset", RESETS),
-            ("reset_timing", RESET_TIMINGS),
-        ):
-            if getattr(self, fname) not in allowed:
-                raise TargetError(f"target {self.name}: {fname} must be one of {allowed}, got {getattr(self, fname)!r}")
-        if not self.state.signed or self.state.bits > 48:
-            raise TargetError(f"target {self.name}: state must be a signed type of at most 48 bits")
-        if type(self.decay_shift) is not int or not 0 <= self.decay_shift <= 30:
-            raise TargetError(f"target {self.name}: decay_shift must be an integer 0..30, got {self.decay_shift!r}")
+        if not isinstance(self.arithmetic, NeuronArithmetic):
+            raise TargetError(f"target {self.name}: arithmetic must be a NeuronArithmetic")
         if not isinstance(self.limits, dict) or not all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in self.limits.items()):
             raise TargetError(f"target {self.name}: limits must map names to non-negative integers, got {self.limits!r}"[:300])
 
+    def __getattr__(self, name: str) -> Any:
+        # only called for names that are not fields: the arithmetic's fields read through
+        if name in NeuronArithmetic.field_names():
+            return getattr(self.__dict__["arithmetic"], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def with_changes(self, **changes: Any) -> TargetProfile:
-        """A copy with some fields changed (e.g. a wider state for experiments)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed, arithmetic fields included (e.g. a wider state for experiments)."""
+        arith = {k: changes.pop(k) for k in list(changes) if k in NeuronArithmetic.field_names()}
+        try:
+            arithmetic = dataclasses.replace(self.arithmetic, **arith)
+        except GraphError as exc:
+            raise TargetError(f"target {changes.get('name', self.name)}: {exc}") from None
+        return dataclasses.replace(self, arithmetic=arithmetic, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {}
+        """The flat profile document (the JSON file's keys)."""
+        out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            out[f.name] = v.name if isinstance(v, IntType) else v
+            if isinstance(v, NeuronArithmetic):
+                out.update({k: a.name if isinstance(a, IntType) else a for k, a in v.fields().items()})
+            else:
+                out[f.name] = v.name if isinstance(v, IntType) else v
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TargetProfile:
         if not isinstance(data, dict):
             raise TargetError("target profile must be a JSON object")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            if key == "rationale":
-                continue
-            if key not in known:
-                raise TargetError(f"target profile has unknown key {key!r}")
-            values[key] = value
+        arith_keys = set(NeuronArithmetic.field_names())
+        known = {f.name for f in dataclasses.fields(cls)} - {"arithmetic"}
+        unknown = sorted(set(data) - known - arith_keys - {"rationale"})
+        if unknown:
+            raise TargetError(f"target profile has unknown key {unknown[0]!r}")
+        values = {k: v for k, v in data.items() if k in known}
+        arith = {k: v for k, v in data.items() if k in arith_keys}
         try:
-            for key in ("weight", "input", "accumulator", "state"):
+            for key in ("weight", "input", "accumulator"):
                 values[key] = IntType.parse(values[key])
-            return cls(**values)
+            arith["state"] = IntType.parse(arith["state"])
+        except KeyError as exc:
+            raise TargetError(f"target profile lacks {exc.args[0]!r}") from None
+        except GraphError as exc:
+            raise TargetError(f"target profile is malformed: {exc}") from None
+        try:
+            arithmetic = NeuronArithmetic(**arith)
+        except GraphError as exc:
+            raise TargetError(f"target {data.get('name', '?')}: {exc}") from None
+        except TypeError as exc:
+            raise TargetError(f"target profile is malformed: {exc}") from None
+        try:
+            return cls(**values, arithmetic=arithmetic)
         except KeyError as exc:
             raise TargetError(f"target profile lacks {exc.args[0]!r}") from None
         except (GraphError, TypeError) as exc:

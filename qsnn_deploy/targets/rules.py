@@ -112,12 +112,11 @@ def lif_state_matches_target(graph: Graph, target: TargetProfile) -> None:
 
 @_rule
 def lif_arithmetic_matches_target(graph: Graph, target: TargetProfile) -> None:
-    """Every LIF uses the target's decay shift, rounding, overflow, comparison and reset."""
+    """Every LIF computes the target's neuron arithmetic (decay shift, rounding, overflow, comparison, reset)."""
     problems = []
     for name, node in _lifs(graph):
-        for field in ("decay_shift", "rounding", "overflow", "compare", "reset", "reset_timing"):
-            have, want = getattr(node, field), getattr(target, field)
-            if have != want:
+        for field, have, want in node.arithmetic.differences(target.arithmetic):
+            if field != "state":  # lif_state_matches_target reports the state
                 problems.append(f"layer {name!r} has {field} {have!r}, limit is the target's {want!r}")
     _fail_if(problems)
 
