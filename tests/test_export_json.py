@@ -271,3 +271,24 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path, monk
         jg.export_graph_json(make_graph(1), tmp_path / "new.json")
     assert path.read_text() == "old"
     assert sorted(os.listdir(tmp_path)) == ["g.json"]
+
+
+def test_golden_membrane_overflow_under_error_policy_is_a_target_error(simulator: Any) -> None:
+    """An overflow under ``overflow="error"`` keeps its class (exit 6 in docs/cli.md), not ExportError (7)."""
+    from qsnn_deploy.errors import TargetError
+    from qsnn_deploy.ir import LIF, Graph
+    from qsnn_deploy.ir.dtypes import IntType
+
+    graph = make_graph(6)
+    nodes = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, LIF):
+            # the narrowest state that still holds threshold and bias: the membrane must leave it
+            need = max(int(np.abs(node.threshold.values).max()), int(np.abs(node.bias.values).max())).bit_length() + 1
+            node = dataclasses.replace(node, state=IntType(need), overflow="error")
+        nodes[name] = node
+    narrow = Graph(nodes, graph.edges, graph.metadata)
+    x = np.full((1, 1, 8, 8), 255)
+    with pytest.raises(TargetError, match="golden vectors: .*overflows the state type"):
+        jg.to_graph_json(narrow, timesteps=T, golden=x)
+    assert TargetError.exit_code == 6

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from qsnn_deploy.atomic import write_text_atomic
-from qsnn_deploy.errors import ExportError, GraphError, QsnnError
+from qsnn_deploy.errors import ExportError, GraphError, QsnnError, TargetError
 from qsnn_deploy.ir import FORMAT, VERSION, Graph, IntTensor
 from qsnn_deploy.ir.tensor import MAX_ELEMENTS
 from qsnn_deploy.targets import TargetProfile, load_target
@@ -137,7 +137,11 @@ def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dic
         raise ExportError(f"golden vectors need the simulator (qsnn_deploy.sim): {exc}") from None
     try:
         res = simulate(graph, x.astype(np.int64), timesteps, backend="reference", record=False)
-    except QsnnError as exc:  # e.g. overflow="error" and a membrane overflowed
+    except TargetError as exc:
+        # a membrane overflow under overflow="error" is the model not fitting its target, not an
+        # exporter limit: keep its class (exit status 6, docs/cli.md) and say where it happened
+        raise TargetError(f"golden vectors: {exc}"[:400]) from None
+    except QsnnError as exc:
         raise ExportError(f"golden vectors: the simulation failed: {exc}"[:400]) from None
     counts = np.asarray(res.counts)
     layers = {name: np.asarray(v) for name, v in res.layer_spike_counts.items()}
