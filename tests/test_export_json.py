@@ -265,3 +265,53 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path, monk
         jg.export_graph_json(make_graph(1), tmp_path / "new.json")
     assert path.read_text() == "old"
     assert sorted(os.listdir(tmp_path)) == ["g.json"]
+
+
+def test_golden_membrane_overflow_under_error_policy_is_a_target_error(simulator: Any) -> None:
+    """An overflow under ``overflow="error"`` keeps its class (exit 6 in docs/cli.md), not ExportError (7)."""
+    from qsnn_deploy.errors import TargetError
+    from qsnn_deploy.ir import LIF, Graph
+    from qsnn_deploy.ir.dtypes import IntType
+
+    graph = make_graph(6)
+    nodes = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, LIF):
+            # the narrowest state that still holds threshold and bias: the membrane must leave it
+            need = max(int(np.abs(node.threshold.values).max()), int(np.abs(node.bias.values).max())).bit_length() + 1
+            node = dataclasses.replace(node, state=IntType(need), overflow="error")
+        nodes[name] = node
+    narrow = Graph(nodes, graph.edges, graph.metadata)
+    x = np.full((1, 1, 8, 8), 255)
+    with pytest.raises(TargetError, match="golden vectors: .*overflows the state type"):
+        jg.to_graph_json(narrow, timesteps=T, golden=x)
+    assert TargetError.exit_code == 6
+
+
+def test_golden_spike_rasters_read_back_equal_the_recorded_simulation(tmp_path: Path, simulator: Any) -> None:
+    from qsnn_deploy.sim import simulate
+
+    for static in (True, False):
+        graph = make_graph(7, static=static)
+        x = random_input(graph, 3, 1, T)
+        path = jg.export_graph_json(graph, tmp_path / f"r{static}.json", timesteps=T, golden=x)
+        _, _, meta = jg.read_graph_json(path)
+        res = simulate(graph, x, T, backend="reference", record=True)
+        shapes = graph.shapes()
+        for i, sample in enumerate(meta["golden"]):
+            assert set(sample["spike_rasters"]) == set(res.spikes)
+            raw = json.loads(path.read_text())["golden"][i]["spike_rasters"]
+            for name, raster in sample["spike_rasters"].items():  # the reader unpacks them
+                assert raster.shape == (T, *shapes[name])
+                assert np.array_equal(jg.unpack_raster(raw[name], T, shapes[name]), raster)
+                assert np.array_equal(raster, res.spikes[name][:, i])
+                assert int(raster.sum()) == sample["layer_spike_counts"][name]
+
+
+def test_a_truncated_spike_raster_is_a_graph_error() -> None:
+    text = jg.pack_raster(np.ones((3, 5), dtype=np.uint8))
+    assert jg.unpack_raster(text, 3, (5,)).sum() == 15
+    with pytest.raises(GraphError, match="bytes"):
+        jg.unpack_raster(text, 4, (5,))
+    with pytest.raises(GraphError, match="base64"):
+        jg.unpack_raster("not base64!", 3, (5,))

@@ -215,6 +215,9 @@ def simulate(model_path, target, timesteps, preset, trust_checkpoint, data, data
     )
     doc = simulation_json(report, dep)
     print_simulation(doc)
+    saturated = [f"{l['name']} {l['saturations']:,}" for l in doc["layers"] if l["saturations"] > 0]
+    if saturated:
+        click.echo(f"warning: membranes saturated (neuron-steps): {', '.join(saturated)}; see docs/arithmetic.md section 3", err=True)
     if json_path:
         write_json(json_path, doc)
 
@@ -247,6 +250,14 @@ def parity(model_path, target, timesteps, preset, trust_checkpoint, data, data_d
         write_json(json_path, doc)
 
 
+def _warn_saturation_risks(dep) -> None:
+    """Print, to stderr, every layer whose worst-case membrane can exceed its state type."""
+    from qsnn_deploy.targets.rules import membrane_saturation_risks
+
+    for message in membrane_saturation_risks(dep.graph, dep.timesteps):
+        click.echo(f"warning: {message}", err=True)
+
+
 @cli.command()
 @model_options
 @click.option("--format", "fmt", type=click.Choice(["json", "qonnx", "onnx", "nir"]), required=True)
@@ -266,6 +277,7 @@ def export(
     if output.exists() and not force:
         raise OutputExistsError(f"{output} exists; pass --force to overwrite it")
     dep = _load(model_path, target, timesteps, preset, trust_checkpoint)
+    _warn_saturation_risks(dep)
     golden_inputs = None
     if golden:
         from qsnn_deploy.app.loading import load_eval_data

@@ -18,6 +18,7 @@ document is validated against the schema on the way out and on the way in.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from qsnn_deploy.atomic import write_text_atomic
-from qsnn_deploy.errors import ExportError, GraphError, QsnnError
+from qsnn_deploy.errors import ExportError, GraphError, QsnnError, TargetError
 from qsnn_deploy.ir import FORMAT, VERSION, Graph, IntTensor
 from qsnn_deploy.ir.tensor import MAX_ELEMENTS
 from qsnn_deploy.targets import TargetProfile, load_target
@@ -120,6 +121,33 @@ def export_graph_json(
     return write_text_atomic(path, _dumps(to_graph_json(graph, target=target, timesteps=timesteps, golden=golden)))
 
 
+def pack_raster(spikes: np.ndarray) -> str:
+    """One sample's (T, *shape) 0/1 spikes as base64 of their bits, MSB first (docs/formats.md).
+
+    Bit ``t * N + n`` (N neurons, n in C order) is the spike of neuron n at step t; the last
+    byte is padded with zero bits.
+    """
+    bits = np.asarray(spikes, dtype=np.uint8).reshape(-1)
+    return base64.b64encode(np.packbits(bits, bitorder="big").tobytes()).decode("ascii")
+
+
+def unpack_raster(text: str, timesteps: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of :func:`pack_raster`: (T, *shape) uint8 spikes.
+
+    Raises:
+        GraphError: the text is not base64 of exactly ceil(T * N / 8) bytes.
+    """
+    n = timesteps * int(np.prod(shape))
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (ValueError, TypeError) as exc:
+        raise GraphError(f"spike raster is not base64: {exc}") from None
+    if len(raw) != (n + 7) // 8:
+        raise GraphError(f"spike raster has {len(raw)} bytes, expected {(n + 7) // 8} for {timesteps} steps x {shape}")
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=n, bitorder="big")
+    return bits.reshape((timesteps, *shape))
+
+
 def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dict[str, Any]]:
     """Golden samples: each input with the simulator's output and per-layer spike counts."""
     if timesteps is None:
@@ -136,8 +164,12 @@ def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dic
     except ImportError as exc:
         raise ExportError(f"golden vectors need the simulator (qsnn_deploy.sim): {exc}") from None
     try:
-        res = simulate(graph, x.astype(np.int64), timesteps, backend="reference", record=False)
-    except QsnnError as exc:  # e.g. overflow="error" and a membrane overflowed
+        res = simulate(graph, x.astype(np.int64), timesteps, backend="reference", record=True)
+    except TargetError as exc:
+        # a membrane overflow under overflow="error" is the model not fitting its target, not an
+        # exporter limit: keep its class (exit status 6, docs/cli.md) and say where it happened
+        raise TargetError(f"golden vectors: {exc}"[:400]) from None
+    except QsnnError as exc:
         raise ExportError(f"golden vectors: the simulation failed: {exc}"[:400]) from None
     counts = np.asarray(res.counts)
     layers = {name: np.asarray(v) for name, v in res.layer_spike_counts.items()}
@@ -146,6 +178,7 @@ def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dic
             "input": IntTensor(x[i], node.dtype).to_dict(),
             "output_counts": [int(c) for c in counts[i].ravel()],
             "layer_spike_counts": {name: int(v[i]) for name, v in layers.items()},
+            "spike_rasters": {name: pack_raster(r[:, i]) for name, r in res.spikes.items()},
         }
         for i in range(len(x))
     ]
@@ -155,7 +188,8 @@ def read_graph_json(path: str | os.PathLike[str]) -> tuple[Graph, TargetProfile 
     """Read a graph document: ``(graph, target or None, meta)``.
 
     ``meta`` has ``format``, ``version``, ``timesteps`` and ``golden`` (None, or a list of
-    samples with ``input`` as an int64 array and ``output_counts`` / ``layer_spike_counts``).
+    samples with ``input`` as an int64 array and ``output_counts`` / ``layer_spike_counts``,
+    plus ``spike_rasters`` (LIF name -> (T, *shape) uint8) when the file has them).
 
     Raises:
         GraphError: for any unreadable or malformed document (not JSON, too large, schema
@@ -253,5 +287,21 @@ def _read_golden(graph: Graph, samples: list[dict[str, Any]], timesteps: int | N
         layer = s["layer_spike_counts"]
         if set(layer) != set(lifs) or any(layer[k] > lifs[k] * timesteps for k in lifs):
             raise GraphError(f"golden[{i}].layer_spike_counts must count the spikes of exactly the LIF layers {sorted(lifs)}"[:300])
-        out.append({"input": x.values.copy(), "output_counts": np.array(counts, dtype=np.int64), "layer_spike_counts": dict(layer)})
+        sample = {"input": x.values.copy(), "output_counts": np.array(counts, dtype=np.int64), "layer_spike_counts": dict(layer)}
+        if "spike_rasters" in s:  # optional: absent in files written before it existed
+            sample["spike_rasters"] = _read_rasters(s["spike_rasters"], layer, shapes, timesteps, i)
+        out.append(sample)
+    return out
+
+
+def _read_rasters(rasters: dict[str, str], layer_counts: dict[str, int], shapes: dict, timesteps: int, i: int) -> dict[str, np.ndarray]:
+    """A sample's spike rasters as (T, *shape) arrays, each agreeing with its layer's spike count."""
+    if set(rasters) != set(layer_counts):
+        raise GraphError(f"golden[{i}].spike_rasters must hold exactly the LIF layers {sorted(layer_counts)}"[:300])
+    out = {name: unpack_raster(text, timesteps, shapes[name]) for name, text in rasters.items()}
+    for name, raster in out.items():
+        if int(raster.sum()) != layer_counts[name]:
+            raise GraphError(
+                f"golden[{i}].spike_rasters[{name!r}] has {int(raster.sum())} spikes, layer_spike_counts says {layer_counts[name]}"
+            )
     return out

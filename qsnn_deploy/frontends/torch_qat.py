@@ -18,7 +18,9 @@ the membrane by a_c and scaling by 2^F (F fraction bits) gives the integer neuro
 
 F is chosen per layer as the largest value for which the worst-case membrane
 (|A|_max + |b/a| + theta/a) * min(1/(1-beta), T), times 2^F, fits the target's state width,
-so the state cannot overflow for any input. docs/arithmetic.md derives each rounding and
+so the state cannot overflow for any input -- unless F had to be clamped to 0 (a state too
+narrow even for 0 fraction bits): then extreme inputs can saturate the membrane, and
+``export``/``simulate`` report it. docs/arithmetic.md derives each rounding and
 measures the error it causes.
 """
 

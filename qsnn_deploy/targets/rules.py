@@ -223,6 +223,29 @@ def accumulator_bound_fits(graph: Graph, target: TargetProfile) -> None:
     _fail_if(problems)
 
 
+def membrane_saturation_risks(graph: Graph, timesteps: int) -> list[str]:
+    """One warning per LIF layer whose worst-case membrane can exceed its state type.
+
+    The bound is docs/arithmetic.md's: (max |A| << F + max |B| + max Theta) times the memory
+    min(1 / (1 - decay), T) of a leaky integrator. Freeze chooses F so this fits unless the
+    state is too narrow even for F = 0; then ``ovf`` will act on extreme inputs.
+    """
+    bounds = synaptic_sum_bounds(graph)
+    warnings = []
+    for name, node in _lifs(graph):
+        lo, hi = bounds[graph.predecessors(name)[0]]
+        drive = max(abs(lo), abs(hi)) << node.input_shift
+        per_step = drive + int(np.abs(node.bias.values).max()) + int(node.threshold.values.max())
+        memory = timesteps if node.decay >= 1.0 else min(1.0 / (1.0 - node.decay), float(timesteps))
+        reach = per_step * memory
+        if reach > node.state.max:
+            warnings.append(
+                f"layer {name!r}: worst-case membrane {reach:,.0f} exceeds the state type {node.state.name} "
+                f"(max {node.state.max:,}) at input_shift {node.input_shift}; '{node.overflow}' will act on extreme inputs"
+            )
+    return warnings
+
+
 #: every rule, in the order :func:`check_target` runs them
 RULES: list[Rule] = [
     graph_is_a_chain,
