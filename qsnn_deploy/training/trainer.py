@@ -30,6 +30,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,13 @@ def train(
     init_from: Checkpoint | None = None,
     target: Any = None,
     refit_from: Checkpoint | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
-    """Train (or resume) a run into ``out_dir``; see the module docstring."""
+    """Train (or resume) a run into ``out_dir``; see the module docstring.
+
+    ``on_epoch`` is called with each epoch's metrics row once the epoch is saved; it may raise
+    to stop the run (a hyperparameter search prunes a trial this way).
+    """
     import snntorch.functional as SF
     import torch
     from tqdm import tqdm
@@ -355,4 +361,6 @@ def train(
         )
         epoch_bar.set_postfix(val=val_text, best=f"{_accuracy_text(state['best_val_acc'])}@{state['best_epoch']}")
         log(line)
+        if on_epoch is not None:
+            on_epoch(row)
     return RunResult(out, state["epoch"], state["best_epoch"], state["best_val_acc"], state["test_acc_at_best"], history, stopped_early)
