@@ -30,6 +30,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -346,8 +347,13 @@ def train(
     init_from: Checkpoint | None = None,
     target: Any = None,
     refit_from: Checkpoint | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
-    """Train (or resume) a run into ``out_dir``: restore, then fit / evaluate / record each epoch (module docstring)."""
+    """Train (or resume) a run into ``out_dir``: restore, then fit / evaluate / record each epoch (module docstring).
+
+    ``on_epoch`` is called with each epoch's metrics row once the epoch is saved; it may raise
+    to stop the run (a hyperparameter search prunes a trial this way).
+    """
     import torch
     from tqdm import tqdm
 
@@ -384,6 +390,8 @@ def train(
         train_loss, train_acc = run.fit_epoch(epoch)
         val_acc, test_acc = run.evaluate()
         run.record_epoch(epoch, train_loss, train_acc, val_acc, test_acc, time.perf_counter() - t0)
+        if on_epoch is not None:
+            on_epoch(run.history[-1])
         epoch_bar.set_postfix(val=_accuracy_text(val_acc), best=f"{_accuracy_text(run.state['best_val_acc'])}@{run.state['best_epoch']}")
     s = run.state
     return RunResult(out, s["epoch"], s["best_epoch"], s["best_val_acc"], s["test_acc_at_best"], run.history, run.stopped_early)
