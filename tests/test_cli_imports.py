@@ -12,10 +12,36 @@ def test_cli_import_is_light():
     assert out == "", f"heavy modules imported by the CLI module: {out}"
 
 
-def test_help_lists_every_command(runner):
-    from qsnn_deploy.app.cli import cli
+def test_command_table_loads_every_command():
+    import click
 
-    res = runner.invoke(cli, ["--help"])
-    assert res.exit_code == 0
-    for command in ("train", "simulate", "parity", "export", "targets", "presets", "demo"):
-        assert command in res.output
+    from qsnn_deploy.app.cli import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    assert {"train", "simulate", "parity", "export", "targets", "presets", "demo"} <= set(COMMANDS)
+    assert cli.list_commands(ctx) == sorted(COMMANDS)
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        assert isinstance(command, click.Command) and command.name == name, name
+    assert cli.get_command(ctx, "no-such-command") is None
+
+
+def test_choices_come_from_the_registries():
+    import click
+
+    from qsnn_deploy.app.cli import cli
+    from qsnn_deploy.data.loaders import DATASET_NAMES
+    from qsnn_deploy.exporters import FORMATS
+    from qsnn_deploy.sim import BACKENDS
+    from qsnn_deploy.training.config import SCHEDULES
+
+    ctx = click.Context(cli)
+
+    def choices(command: str, option: str) -> list[str]:
+        (param,) = [p for p in cli.get_command(ctx, command).params if p.name == option]
+        return list(param.type.choices)
+
+    assert choices("export", "fmt") == list(FORMATS)
+    assert choices("simulate", "backend") == list(BACKENDS)
+    assert choices("parity", "data") == list(DATASET_NAMES)
+    assert choices("train", "schedule") == list(SCHEDULES)

@@ -1,58 +1,111 @@
 """Exporters of the frozen integer graph: one module per format (see docs/formats.md).
 
 Each module exposes ``to_X(graph, ...)`` (the in-memory object) and ``export_X(graph, path,
-...) -> Path`` (a deterministic, atomic write). :func:`export` dispatches on a format name:
+...) -> Path`` (a deterministic, atomic write). :data:`FORMATS` is the registry: a new format
+is one module plus one :class:`ExportFormat` entry here; the CLI's ``--format`` choices, its
+default output names and the option checks of :func:`export` all come from it.
 
-- ``json``: :mod:`.json_graph`, the integer graph + JSON Schema (hardware generators, testbenches)
-- ``onnx``: :mod:`.onnx_plain`, standard ops in float64 (onnxruntime)
-- ``qonnx``: :mod:`.qonnx_export`, Quant + MultiThreshold (qonnx / FINN tooling)
-- ``nir``: :mod:`.nir_export`, HDF5 (norse, snnTorch and other NIR readers)
-
-The heavy dependencies (onnx, qonnx, nir) are imported only when their format is used.
+The heavy dependencies (onnx, qonnx, nir, ...) are imported only when their format is used.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qsnn_deploy.errors import ExportError
 from qsnn_deploy.ir import Graph
 
-#: format name -> (module, export function)
-FORMATS: dict[str, tuple[str, str]] = {
-    "json": ("json_graph", "export_graph_json"),
-    "onnx": ("onnx_plain", "export_onnx"),
-    "qonnx": ("qonnx_export", "export_qonnx"),
-    "nir": ("nir_export", "export_nir"),
+#: options every exporter may receive; they describe the graph's context, not a choice of the user
+CONTEXT_OPTIONS = frozenset({"target", "timesteps"})
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export format: where its writer lives and which options it takes.
+
+    Attributes:
+        name: the ``--format`` value.
+        module: module of :mod:`qsnn_deploy.exporters` holding the writer.
+        function: the writer, ``function(graph, path, **options) -> Path``.
+        suffix: default output name is ``<model stem><suffix>`` (a folder when ``directory``).
+        options: keyword options of :func:`export` the writer takes; the value is the writer's
+            own parameter name.
+        directory: the output is a folder of several files, not one file.
+        summary: one line for ``--help`` and docs.
+    """
+
+    name: str
+    module: str
+    function: str
+    suffix: str
+    options: tuple[tuple[str, str], ...]
+    directory: bool = False
+    summary: str = ""
+
+    def default_output(self, model_path: str | os.PathLike[str]) -> Path:
+        """The output path used when the user gives none: beside the current directory, named after the model."""
+        stem = Path(model_path).name.split(".")[0] or "model"
+        return Path(stem + self.suffix)
+
+    def writer(self):
+        return getattr(importlib.import_module(f".{self.module}", __name__), self.function)
+
+
+FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat(
+            "json",
+            "json_graph",
+            "export_graph_json",
+            ".graph.json",
+            (("target", "target"), ("timesteps", "timesteps"), ("golden", "golden")),
+            summary="the integer graph + JSON Schema (hardware generators, testbenches)",
+        ),
+        ExportFormat(
+            "onnx",
+            "onnx_plain",
+            "export_onnx",
+            ".onnx",
+            (("timesteps", "timesteps"), ("unroll", "unroll")),
+            summary="standard ops in float64 (onnxruntime)",
+        ),
+        ExportFormat(
+            "qonnx",
+            "qonnx_export",
+            "export_qonnx",
+            ".qonnx.onnx",
+            (("timesteps", "timesteps"), ("unroll", "unroll")),
+            summary="Quant + MultiThreshold (qonnx / FINN tooling)",
+        ),
+        ExportFormat(
+            "nir",
+            "nir_export",
+            "export_nir",
+            ".nir",
+            (("nir_dialect", "dialect"),),
+            summary="HDF5 (norse, snnTorch and other NIR readers)",
+        ),
+    )
 }
 
 
-def export(
-    graph: Graph,
-    fmt: str,
-    path: str | os.PathLike[str],
-    *,
-    target: Any = None,
-    timesteps: int | None = None,
-    unroll: bool = False,
-    golden: Any = None,
-    nir_dialect: str = "norse",
-) -> Path:
+def export(graph: Graph, fmt: str, path: str | os.PathLike[str], **options: Any) -> Path:
     """Export ``graph`` as ``fmt`` to ``path``; returns the path written.
 
     Args:
         graph: the frozen integer graph.
         fmt: one of :data:`FORMATS`.
-        path: the output file (replaced atomically).
-        target: target profile or name (recorded by ``json``).
-        timesteps: T (``json`` records it and needs it for ``golden``; ``onnx``/``qonnx``
-            need it with ``unroll``).
-        unroll: ``onnx``/``qonnx``: all T steps in one graph instead of one step per call.
-        golden: ``json``: input samples to store with their simulated spike counts.
-        nir_dialect: ``nir``: ``"norse"`` or ``"snntorch"`` (see :mod:`.nir_export`).
+        path: the output file or folder (replaced atomically).
+        **options: ``target`` (profile or name) and ``timesteps`` (T) describe the graph and
+            reach every writer that takes them; the rest are the user's choices and must be
+            taken by the format: ``golden`` (input samples to store with their simulated
+            outputs), ``unroll`` (onnx/qonnx: all T steps in one graph), ``nir_dialect``
+            (``"norse"`` or ``"snntorch"``), and whatever a format's entry lists.
 
     Raises:
         ExportError: unknown format, an option the format does not take, or a graph the
@@ -60,17 +113,16 @@ def export(
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if golden is not None and fmt != "json":
-        raise ExportError("golden vectors are only stored by the json format")
-    if unroll and fmt not in ("onnx", "qonnx"):
-        raise ExportError("unroll applies to the onnx and qonnx formats only")
-    module_name, func_name = FORMATS[fmt]
-    func = getattr(importlib.import_module(f".{module_name}", __name__), func_name)
-    if fmt == "json":
-        return func(graph, path, target=target, timesteps=timesteps, golden=golden)
-    if fmt in ("onnx", "qonnx"):
-        return func(graph, path, timesteps=timesteps, unroll=unroll)
-    return func(graph, path, dialect=nir_dialect)
+    spec = FORMATS[fmt]
+    taken = dict(spec.options)
+    for name, value in options.items():
+        if name in taken or name in CONTEXT_OPTIONS or value is None or value is False:
+            continue
+        takers = [f.name for f in FORMATS.values() if name in dict(f.options)]
+        where = f"; it applies to {', '.join(takers)}" if takers else ""
+        raise ExportError(f"option {name!r} does not apply to the {fmt} format{where}")
+    kwargs = {param: options[name] for name, param in spec.options if name in options and options[name] is not None}
+    return spec.writer()(graph, path, **kwargs)
 
 
-__all__ = ["FORMATS", "export"]
+__all__ = ["CONTEXT_OPTIONS", "ExportFormat", "FORMATS", "export"]

@@ -49,9 +49,9 @@ import numpy as np
 from qsnn_deploy.atomic import atomic_path
 from qsnn_deploy.errors import ExportError
 from qsnn_deploy.exporters._onnx_common import chain_of
+from qsnn_deploy.exporters.nir_dialects import DIALECTS
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d
 
-DIALECTS: dict[str, float] = {"norse": 1e-3, "snntorch": 1e-4}
 #: tau / dt standing in for "no leak" where the reader has no IF neuron
 NO_LEAK_TAU = 2.0**40
 

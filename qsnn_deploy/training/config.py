@@ -10,12 +10,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from qsnn_deploy.data.loaders import DATASET_NAMES
 from qsnn_deploy.errors import CheckpointError, QsnnError
 
 #: schedules the trainer knows (see qsnn_deploy.training.trainer.make_scheduler)
 SCHEDULES = ("none", "step", "loss-step", "cosine")
-#: data sets, and the input each one feeds the network
-DATASETS = ("fmnist", "mnist", "dvs", "synthetic")
+#: data sets a run may train on: the data layer's registry
+DATASETS = DATASET_NAMES
 
 
 @dataclass(frozen=True)
