@@ -39,6 +39,40 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success it replaces ``path``.
+
+    For multi-file formats. On an exception the temporary folder is removed and ``path`` is
+    left as it was. A replaced folder is first renamed aside, then removed, so at every moment
+    ``path`` is the complete old folder, the complete new one, or (between two renames) absent.
+    """
+    import shutil
+
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        yield tmp
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                with open(file, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        os.chmod(tmp, 0o777 & ~_umask())
+        old = None
+        if dest.exists():
+            if not dest.is_dir():
+                raise NotADirectoryError(f"{dest} exists and is not a folder")
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+            os.replace(dest, old)
+        os.replace(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
