@@ -84,6 +84,8 @@ class TargetProfile:
             for key in ("weight", "input", "accumulator"):
                 values[key] = IntType.parse(values[key])
             arith["state"] = IntType.parse(arith["state"])
+            if arith.get("synapse_state") is not None:
+                arith["synapse_state"] = IntType.parse(arith["synapse_state"])
         except KeyError as exc:
             raise TargetError(f"target profile lacks {exc.args[0]!r}") from None
         except GraphError as exc:
