@@ -28,6 +28,7 @@ class CubaRun(NamedTuple):
     output_counts: np.ndarray  # (B, C_out) spikes of the last layer summed over T
     neuron_counts: dict[str, np.ndarray]  # layer -> (B, C) spikes summed over T
     saturations: dict[str, int]  # layer -> neuron-steps at which a saturation acted
+    synops: dict[str, int]  # layer -> events delivered x the layer's neurons, over steps and samples
     spikes: dict[str, np.ndarray] | None  # layer -> S[t]
     synaptic: dict[str, np.ndarray] | None  # layer -> I[t]
     membrane: dict[str, np.ndarray] | None  # layer -> V[t]
@@ -72,6 +73,7 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False) ->
     states = [lif.cuba_initial_state(batch, len(p.threshold)) for p in params]
     last = [np.zeros((batch, len(p.threshold)), np.int64) for p in params]  # spikes of step t-1
     counts = [np.zeros_like(s) for s in last]
+    synops = [0] * len(params)
     rec = {key: [np.zeros((timesteps, *s.shape), np.int64) for s in last] for key in ("s", "i", "v")} if record else None
     for t in range(timesteps):
         feed = x if static else x[:, t]
@@ -81,6 +83,7 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False) ->
                 feed = previous[k - 1] if node.input_delay else last[k - 1]
             elif node.input_delay:
                 feed = np.zeros_like(feed) if t == 0 else (x if static else x[:, t - 1])
+            synops[k] += int((np.minimum(feed, p.input_cap) if p.input_cap else feed).sum()) * len(p.threshold)
             last[k], states[k] = lif.cuba_step(feed, states[k], p)
             counts[k] += last[k]
             if rec is not None:
@@ -94,10 +97,48 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False) ->
         output_counts=counts[-1],
         neuron_counts=dict(zip(names, counts)),
         saturations={n: int(s.saturations.sum()) for n, s in zip(names, states)},
+        synops=dict(zip(names, synops)),
         spikes=by_name(rec and rec["s"]),
         synaptic=by_name(rec and rec["i"]),
         membrane=by_name(rec and rec["v"]),
     )
 
 
-__all__ = ["CubaRun", "cuba_layers", "is_current_based", "run"]
+def simulate_split(graph: Graph, x: np.ndarray, y: np.ndarray, timesteps: int, *, batch_size: int = 256, progress: bool = False):
+    """A whole split through :func:`run`, batch by batch, as the simulator's ``SplitReport``.
+
+    Per layer: spikes (spike counts summed), synops (events delivered x neurons), dense MACs
+    (inputs x neurons x steps), saturations, and memory: int8 weights, two 16-bit states per
+    neuron (synaptic current, membrane) and per neuron a 16-bit threshold and bias and two
+    4-bit dashes.
+    """
+    from tqdm import tqdm
+
+    from qsnn_deploy.sim.simulator import LayerStats, SplitReport
+
+    layers = cuba_layers(graph)
+    stats = []
+    for name, linear, node in layers:
+        fan_in, neurons = linear.weight.shape[1], linear.weight.shape[0]
+        state_bits = neurons * (node.state.bits + node.synapse_state.bits)
+        param_bits = neurons * (node.state.bits * 2 + 8)
+        ops = f"Linear+{node.op}"
+        stats.append(LayerStats(name, ops, neurons, weight_bits=fan_in * neurons * 8, state_bits=state_bits, param_bits=param_bits))
+    counts = []
+    for start in tqdm(range(0, len(x), batch_size), desc="simulate (xylo)", unit="batch", disable=not progress):
+        out = run(graph, x[start : start + batch_size], timesteps)
+        batch = len(out.output_counts)
+        for k, (name, linear, _) in enumerate(layers):
+            dense = int(np.prod(linear.weight.shape)) * timesteps * batch
+            now = LayerStats(
+                name, stats[k].op, stats[k].neurons, int(out.neuron_counts[name].sum()), out.synops[name], dense, out.saturations[name]
+            )
+            stats[k] = stats[k].merged(now)
+        counts.append(out.output_counts)
+    counts_all = np.concatenate(counts) if counts else np.zeros((0, len(layers[-1][2].threshold.values)), np.int64)
+    predictions = counts_all.argmax(axis=1) if len(counts_all) else np.zeros(0, np.int64)
+    correct = int((predictions == np.asarray(y)[: len(predictions)]).sum())
+    return SplitReport(len(predictions), correct, timesteps, stats, predictions, counts_all, backend="cuba")
+
+
+__all__ = ["CubaRun", "cuba_layers", "is_current_based", "run", "simulate_split"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from qsnn_deploy.app.options import backend_option, data_options, load_model, model_options
+from qsnn_deploy.app.options import backend_option, check_limits, data_options, ignore_limits_option, load_model, model_options
 
 
 @click.command()
@@ -17,19 +17,24 @@ from qsnn_deploy.app.options import backend_option, data_options, load_model, mo
 @backend_option
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
 @click.option("--quiet", is_flag=True)
-def simulate(model_path, target, timesteps, preset, trust_checkpoint, data, data_dir, limit, batch_size, backend, json_path, quiet) -> None:
+@ignore_limits_option
+def simulate(
+    model_path, target, timesteps, preset, trust_checkpoint, data, data_dir, limit, batch_size, backend, json_path, quiet, ignore_limits
+) -> None:
     """Bit-accurate integer simulation on a target: per-layer table and accuracy."""
     from qsnn_deploy.app.loading import load_eval_data
     from qsnn_deploy.app.reports import print_simulation, simulation_json, write_json
-    from qsnn_deploy.sim import simulate_split
-    from qsnn_deploy.targets.rules import check_target
+    from qsnn_deploy.sim import cuba_chain, simulate_split
 
     dep = load_model(model_path, target, timesteps, preset, trust_checkpoint)
-    check_target(dep.graph, dep.target)
+    check_limits(dep, ignore_limits)
     split = load_eval_data(dep, data, data_dir, limit)
-    report = simulate_split(
-        dep.graph, split.x, split.y, dep.timesteps, batch_size=batch_size, backend=backend, target=dep.target, progress=not quiet
-    )
+    if cuba_chain.is_current_based(dep.graph):  # Xylo's neurons: their own time loop (sim/cuba_chain.py)
+        report = cuba_chain.simulate_split(dep.graph, split.x, split.y, dep.timesteps, batch_size=batch_size, progress=not quiet)
+    else:
+        report = simulate_split(
+            dep.graph, split.x, split.y, dep.timesteps, batch_size=batch_size, backend=backend, target=dep.target, progress=not quiet
+        )
     doc = simulation_json(report, dep)
     print_simulation(doc)
     saturated = [f"{l['name']} {l['saturations']:,}" for l in doc["layers"] if l["saturations"] > 0]
