@@ -1,6 +1,7 @@
 r"""Time loop for chains of current-based neurons (Xylo): Input -> (Linear -> CubaLIF)+ -> Output.
 
-Per step t, in chain order, each layer k receives the event counts x_k[t]: the Input's frame
+Per step t (one call of :func:`chain_step`, driven by :func:`qsnn_deploy.sim.driver.run_steps`
+like every other time loop), in chain order, each layer k receives the event counts x_k[t]: the Input's frame
 (``frames``) or sample (``static``) for the first layer, and for a later layer its
 predecessor's spike counts of step t - ``input_delay`` (one step later on Xylo: every hop
 between neuron populations costs a step). Then :func:`~qsnn_deploy.sim.lif.cuba_step` runs
@@ -20,6 +21,7 @@ import numpy as np
 from qsnn_deploy.errors import GraphError
 from qsnn_deploy.ir import CubaLIF, Graph, Input, Linear, Output
 from qsnn_deploy.sim import lif
+from qsnn_deploy.sim.driver import run_steps
 
 
 class CubaRun(NamedTuple):
@@ -57,8 +59,33 @@ def is_current_based(graph: Graph) -> bool:
     return any(isinstance(n, CubaLIF) for n in graph.nodes.values())
 
 
+class ChainState(NamedTuple):
+    """State of the whole chain between steps: each layer's neurons and last spikes, the last input."""
+
+    neurons: tuple[lif.CubaState, ...]
+    spikes: tuple[np.ndarray, ...]  # S[t-1] of every layer: what a delayed hop delivers now
+    x: np.ndarray  # x[t-1], for a first layer with input_delay 1
+
+
+def chain_step(x: np.ndarray, state: ChainState, params: list[tuple[CubaLIF, lif.CubaParams]]) -> tuple[tuple, ChainState]:
+    """One step of the whole chain: each layer hears its predecessor's spikes of this step, or of the last one (input_delay 1).
+
+    Returns ((every layer's spikes, every layer's events heard after its cap), the new state).
+    """
+    feed, spikes, heard, neurons = x, [], [], []
+    for k, (node, p) in enumerate(params):
+        if node.input_delay:
+            feed = state.spikes[k - 1] if k > 0 else state.x
+        heard.append(int((np.minimum(feed, p.input_cap) if p.input_cap else feed).sum()))
+        s, new = lif.cuba_step(feed, state.neurons[k], p)
+        spikes.append(s)
+        neurons.append(new)
+        feed = s
+    return (tuple(spikes), tuple(heard)), ChainState(tuple(neurons), tuple(spikes), np.asarray(x))
+
+
 def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False) -> CubaRun:
-    """Simulate one batch of a CubaLIF chain step by step.
+    """Simulate one batch of a CubaLIF chain step by step (through :func:`~qsnn_deploy.sim.driver.run_steps`).
 
     Args:
         graph: Input -> (Linear -> CubaLIF)+ -> Output (:func:`cuba_layers`).
@@ -69,25 +96,24 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False) ->
     layers = cuba_layers(graph)
     x = np.asarray(x, np.int64)
     batch, static = x.shape[0], graph.input.encoding == "static"
-    params = [lif.CubaParams.from_nodes(linear, node, name) for name, linear, node in layers]
-    states = [lif.cuba_initial_state(batch, len(p.threshold)) for p in params]
-    last = [np.zeros((batch, len(p.threshold)), np.int64) for p in params]  # spikes of step t-1
-    counts = [np.zeros_like(s) for s in last]
+    params = [(node, lif.CubaParams.from_nodes(linear, node, name)) for name, linear, node in layers]
+    zeros = tuple(np.zeros((batch, len(p.threshold)), np.int64) for _, p in params)
+    first = np.zeros_like(x if static else x[:, 0])
+    initial = ChainState(tuple(lif.cuba_initial_state(batch, len(z[0])) for z in zeros), zeros, first)
+    counts = [np.zeros_like(z) for z in zeros]
     synops = [0] * len(params)
-    rec = {key: [np.zeros((timesteps, *s.shape), np.int64) for s in last] for key in ("s", "i", "v")} if record else None
-    for t in range(timesteps):
-        feed = x if static else x[:, t]
-        previous = list(last)
-        for k, ((_, _, node), p) in enumerate(zip(layers, params)):
-            if k > 0:
-                feed = previous[k - 1] if node.input_delay else last[k - 1]
-            elif node.input_delay:
-                feed = np.zeros_like(feed) if t == 0 else (x if static else x[:, t - 1])
-            synops[k] += int((np.minimum(feed, p.input_cap) if p.input_cap else feed).sum()) * len(p.threshold)
-            last[k], states[k] = lif.cuba_step(feed, states[k], p)
-            counts[k] += last[k]
+    rec = {key: [np.zeros((timesteps, *z.shape), np.int64) for z in zeros] for key in ("s", "i", "v")} if record else None
+
+    def collect(t: int, out: tuple, state: ChainState) -> None:
+        spikes, heard = out
+        for k, (_, p) in enumerate(params):
+            counts[k] += spikes[k]
+            synops[k] += heard[k] * len(p.threshold)  # every event reaches all of the layer's neurons
             if rec is not None:
-                rec["s"][k][t], rec["i"][k][t], rec["v"][k][t] = last[k], states[k].i, states[k].v
+                rec["s"][k][t], rec["i"][k][t], rec["v"][k][t] = spikes[k], state.neurons[k].i, state.neurons[k].v
+
+    inputs = x if static else x.swapaxes(0, 1)
+    final = run_steps(chain_step, inputs, initial, params, timesteps, static=static, sink=collect)
     names = [name for name, _, _ in layers]
 
     def by_name(arrays: list[np.ndarray] | None) -> dict[str, np.ndarray] | None:
@@ -96,7 +122,7 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False) ->
     return CubaRun(
         output_counts=counts[-1],
         neuron_counts=dict(zip(names, counts)),
-        saturations={n: int(s.saturations.sum()) for n, s in zip(names, states)},
+        saturations={n: int(s.saturations.sum()) for n, s in zip(names, final.neurons)},
         synops=dict(zip(names, synops)),
         spikes=by_name(rec and rec["s"]),
         synaptic=by_name(rec and rec["i"]),
@@ -141,4 +167,4 @@ def simulate_split(graph: Graph, x: np.ndarray, y: np.ndarray, timesteps: int, *
     return SplitReport(len(predictions), correct, timesteps, stats, predictions, counts_all, backend="cuba")
 
 
-__all__ = ["CubaRun", "cuba_layers", "is_current_based", "run", "simulate_split"]
+__all__ = ["ChainState", "CubaRun", "chain_step", "cuba_layers", "is_current_based", "run", "simulate_split"]

@@ -37,7 +37,7 @@ import numpy as np
 from qsnn_deploy.analysis.bounds import magnitudes
 from qsnn_deploy.errors import GraphError, QsnnError, TargetError
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear
-from qsnn_deploy.sim import reference
+from qsnn_deploy.sim import cuba_chain, reference
 from qsnn_deploy.targets import TargetProfile
 
 BACKENDS = ("auto", "fast", "reference")
@@ -334,6 +334,8 @@ def simulate_split(
         raise QsnnError(f"{len(y_all)} labels for {n} samples")
     if n < 1:
         raise QsnnError("nothing to simulate: no samples")
+    if cuba_chain.is_current_based(graph):  # Xylo's neurons read their Linear themselves: their own chain loop
+        return cuba_chain.simulate_split(graph, x_all[:n], y_all[:n], timesteps, batch_size=batch_size, progress=progress)
     totals: list[LayerStats] | None = None
     preds, counts, used = [], [], "reference"
     for start in tqdm(range(0, n, batch_size), desc="simulate", unit="batch", disable=not progress):

@@ -24,17 +24,14 @@ def simulate(
     """Bit-accurate integer simulation on a target: per-layer table and accuracy."""
     from qsnn_deploy.app.loading import load_eval_data
     from qsnn_deploy.app.reports import print_simulation, simulation_json, write_json
-    from qsnn_deploy.sim import cuba_chain, simulate_split
+    from qsnn_deploy.sim import simulate_split
 
     dep = load_model(model_path, target, timesteps, preset, trust_checkpoint)
     check_limits(dep, ignore_limits)
     split = load_eval_data(dep, data, data_dir, limit)
-    if cuba_chain.is_current_based(dep.graph):  # Xylo's neurons: their own time loop (sim/cuba_chain.py)
-        report = cuba_chain.simulate_split(dep.graph, split.x, split.y, dep.timesteps, batch_size=batch_size, progress=not quiet)
-    else:
-        report = simulate_split(
-            dep.graph, split.x, split.y, dep.timesteps, batch_size=batch_size, backend=backend, target=dep.target, progress=not quiet
-        )
+    report = simulate_split(
+        dep.graph, split.x, split.y, dep.timesteps, batch_size=batch_size, backend=backend, target=dep.target, progress=not quiet
+    )
     doc = simulation_json(report, dep)
     print_simulation(doc)
     saturated = [f"{l['name']} {l['saturations']:,}" for l in doc["layers"] if l["saturations"] > 0]
