@@ -49,3 +49,13 @@ def test_the_conv_net_does_not_fit_xylo_imu_and_says_by_how_much(runner) -> None
         "input channels 784 > limit 16",
     ):
         assert part in res.output, res.output
+
+
+def test_json_golden_of_a_current_based_graph_points_to_the_xylo_export(tmp_path: Path) -> None:
+    import pytest
+
+    from qsnn_deploy.errors import ExportError
+
+    graph = cuba_graph([16, 8, 4], np.random.default_rng(0), input_type=IntType(4, signed=False))
+    with pytest.raises(ExportError, match="use --format xylo --golden N"):
+        export_graph_json(graph, tmp_path / "g.json", target="xylo-imu", timesteps=4, golden=np.zeros((1, 4, 16), np.int64))
