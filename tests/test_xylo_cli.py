@@ -59,3 +59,15 @@ def test_json_golden_of_a_current_based_graph_points_to_the_xylo_export(tmp_path
     graph = cuba_graph([16, 8, 4], np.random.default_rng(0), input_type=IntType(4, signed=False))
     with pytest.raises(ExportError, match="use --format xylo --golden N"):
         export_graph_json(graph, tmp_path / "g.json", target="xylo-imu", timesteps=4, golden=np.zeros((1, 4, 16), np.int64))
+
+
+def test_our_core_rejects_current_based_neurons_by_name() -> None:
+    import pytest
+
+    from qsnn_deploy.errors import TargetError
+    from qsnn_deploy.targets import load_target
+    from qsnn_deploy.targets.checks import check_graph
+
+    graph = cuba_graph([16, 8, 4], np.random.default_rng(0), weight_range=3)
+    with pytest.raises(TargetError, match="layer 'lif1' is a current-based CubaLIF, target int4-core computes plain LIF neurons"):
+        check_graph(graph, load_target("int4-core"))
