@@ -9,6 +9,8 @@ Without rockpool/xylosim the tests skip, except in CI (env ``CI`` set), where th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -195,3 +197,19 @@ def test_cuba_graph_exports_as_nir_cubalif_that_nir_and_rockpool_read(tmp_path) 
     out = net(torch.zeros((1, 5, 16)))
     out = out[0] if isinstance(out, tuple) else out
     assert tuple(out.shape) == (1, 5, 5)
+
+
+SHIPPED_XYLO_MODEL = Path(__file__).resolve().parents[1] / "examples" / "fmnist_rows_xylo" / "model.pt"
+
+
+@pytest.mark.skipif(
+    not SHIPPED_XYLO_MODEL.is_file(), reason="issue 17 part B's model (examples/fmnist_rows_xylo/model.pt) is not merged yet"
+)
+def test_shipped_xylo_model_matches_xylosim_on_100_test_samples() -> None:
+    from qsnn_deploy.app.loading import load_deployable
+    from qsnn_deploy.data.loaders import load_split
+
+    dep = load_deployable(SHIPPED_XYLO_MODEL, target="xylo-imu")
+    split = load_split("fmnist-rows", "test", timesteps=dep.timesteps, limit=100)
+    run = assert_matches_xylosim(dep.graph, np.asarray(split.x, np.int64))
+    assert run.output_counts.sum() > 0
