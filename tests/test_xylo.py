@@ -213,3 +213,38 @@ def test_shipped_xylo_model_matches_xylosim_on_100_test_samples() -> None:
     split = load_split("fmnist-rows", "test", timesteps=dep.timesteps, limit=100)
     run = assert_matches_xylosim(dep.graph, np.asarray(split.x, np.int64))
     assert run.output_counts.sum() > 0
+
+
+def test_membrane_at_int16_min_with_dash_zero_keeps_xylosims_int16_negation() -> None:
+    """-dec(V) is stored in an int16 by XyloSim: at V = -32768 with dash_mem 0 it wraps to -32768 and V stays there."""
+    from qsnn_deploy.ir import CubaLIF, Input, IntTensor, Linear, Output
+    from qsnn_deploy.ir.dtypes import IntType
+
+    i16, u8 = IntType(16), IntType(8, signed=False)
+    one = lambda v: IntTensor(np.array([v]), i16)  # noqa: E731
+    hidden = CubaLIF(
+        threshold=one(1000),
+        bias=one(-100),
+        dash_syn=one(15),
+        dash_mem=one(0),
+        weight_shift=8,
+        input_cap=15,
+        state=i16,
+        synapse_state=i16,
+        spike_cap=31,
+    )
+    out = CubaLIF(
+        threshold=one(5), bias=one(0), dash_syn=one(1), dash_mem=one(1), input_delay=1, input_cap=31, state=i16, synapse_state=i16
+    )
+    graph = Graph.sequential(
+        [
+            ("in", Input(shape=(1,), dtype=u8, encoding="frames")),
+            ("fc1", Linear(weight=IntTensor(np.array([[-128]]), IntType(8)))),
+            ("lif1", hidden),
+            ("fc2", Linear(weight=IntTensor(np.array([[1]]), IntType(8)))),
+            ("lif2", out),
+            ("out", Output()),
+        ]
+    )
+    run = assert_matches_xylosim(graph, np.ones((1, 6, 1), np.int64))
+    assert (run.membrane["lif1"][1:, 0, 0] == -32768).all()

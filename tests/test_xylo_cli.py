@@ -71,3 +71,17 @@ def test_our_core_rejects_current_based_neurons_by_name() -> None:
     graph = cuba_graph([16, 8, 4], np.random.default_rng(0), weight_range=3)
     with pytest.raises(TargetError, match="layer 'lif1' is a current-based CubaLIF, target int4-core computes plain LIF neurons"):
         check_graph(graph, load_target("int4-core"))
+
+
+def test_simulate_split_runs_current_based_graphs_and_counts_per_layer() -> None:
+    from qsnn_deploy.sim import cuba_chain, simulate_split
+
+    graph = cuba_graph([16, 20, 12, 5], np.random.default_rng(4), shifts=(3, 4, 4), dash_range=(1, 6), threshold_range=(200, 2000))
+    x = np.random.default_rng(5).integers(0, 16, size=(7, 10, 16))
+    y = np.arange(7) % 5
+    report = simulate_split(graph, x, y, 10, batch_size=3, progress=False)
+    run = cuba_chain.run(graph, x, 10)
+    assert report.samples == 7 and np.array_equal(report.counts, run.output_counts)
+    assert report.correct == int((run.output_counts.argmax(axis=1) == y).sum())
+    assert [layer.spikes for layer in report.layers] == [int(c.sum()) for c in run.neuron_counts.values()]
+    assert report.layers[0].synops == int(np.minimum(x, 15).sum()) * 20  # every input event reaches all 20 neurons
