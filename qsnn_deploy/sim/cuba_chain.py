@@ -130,41 +130,50 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False) ->
     )
 
 
-def simulate_split(graph: Graph, x: np.ndarray, y: np.ndarray, timesteps: int, *, batch_size: int = 256, progress: bool = False):
-    """A whole split through :func:`run`, batch by batch, as the simulator's ``SplitReport``.
+def _layer_stats(layers: list[tuple[str, Linear, CubaLIF]], out: CubaRun, timesteps: int) -> list:
+    """Per-layer statistics of one batch, as the simulator's ``LayerStats``.
 
-    Per layer: spikes (spike counts summed), synops (events delivered x neurons), dense MACs
-    (inputs x neurons x steps), saturations, and memory: int8 weights, two 16-bit states per
-    neuron (synaptic current, membrane) and per neuron a 16-bit threshold and bias and two
-    4-bit dashes.
+    spikes: spike counts summed; synops: events delivered x the layer's neurons; dense MACs:
+    inputs x neurons x steps; memory: the weights at their width, two states per neuron
+    (synaptic current, membrane), and per neuron a threshold, a bias and two 4-bit dashes.
     """
-    from tqdm import tqdm
+    from qsnn_deploy.sim.simulator import LayerStats
 
-    from qsnn_deploy.sim.simulator import LayerStats, SplitReport
-
-    layers = cuba_layers(graph)
+    batch = len(out.output_counts)
     stats = []
     for name, linear, node in layers:
-        fan_in, neurons = linear.weight.shape[1], linear.weight.shape[0]
-        state_bits = neurons * (node.state.bits + node.synapse_state.bits)
-        param_bits = neurons * (node.state.bits * 2 + 8)
-        ops = f"Linear+{node.op}"
-        stats.append(LayerStats(name, ops, neurons, weight_bits=fan_in * neurons * 8, state_bits=state_bits, param_bits=param_bits))
-    counts = []
-    for start in tqdm(range(0, len(x), batch_size), desc="simulate (xylo)", unit="batch", disable=not progress):
-        out = run(graph, x[start : start + batch_size], timesteps)
-        batch = len(out.output_counts)
-        for k, (name, linear, _) in enumerate(layers):
-            dense = int(np.prod(linear.weight.shape)) * timesteps * batch
-            now = LayerStats(
-                name, stats[k].op, stats[k].neurons, int(out.neuron_counts[name].sum()), out.synops[name], dense, out.saturations[name]
+        neurons, fan_in = linear.weight.shape
+        stats.append(
+            LayerStats(
+                name=name,
+                op=f"Linear+{node.op}",
+                neurons=neurons,
+                spikes=int(out.neuron_counts[name].sum()),
+                synops=out.synops[name],
+                dense_macs=neurons * fan_in * timesteps * batch,
+                saturations=out.saturations[name],
+                weight_bits=neurons * fan_in * linear.weight.dtype.bits,
+                state_bits=neurons * (node.state.bits + node.synapse_state.bits),
+                param_bits=neurons * (2 * node.state.bits + 8),  # threshold, bias, two 4-bit dashes
             )
-            stats[k] = stats[k].merged(now)
-        counts.append(out.output_counts)
-    counts_all = np.concatenate(counts) if counts else np.zeros((0, len(layers[-1][2].threshold.values)), np.int64)
-    predictions = counts_all.argmax(axis=1) if len(counts_all) else np.zeros(0, np.int64)
-    correct = int((predictions == np.asarray(y)[: len(predictions)]).sum())
-    return SplitReport(len(predictions), correct, timesteps, stats, predictions, counts_all, backend="cuba")
+        )
+    return stats
 
 
-__all__ = ["ChainState", "CubaRun", "chain_step", "cuba_layers", "is_current_based", "run", "simulate_split"]
+def simulate(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False):
+    """One batch as the simulator's ``SimResult`` (``qsnn_deploy.sim.simulate`` calls this for CubaLIF graphs)."""
+    from qsnn_deploy.sim.simulator import SimResult
+
+    layers = cuba_layers(graph)
+    out = run(graph, x, timesteps, record=record)
+    return SimResult(
+        counts=out.output_counts,
+        predictions=np.argmax(out.output_counts, axis=1),  # first maximum: the lowest index wins ties
+        layers=_layer_stats(layers, out, timesteps),
+        layer_spike_counts={n: c.sum(axis=1) for n, c in out.neuron_counts.items()},
+        spikes=None if out.spikes is None else {n: s.astype(np.uint8) for n, s in out.spikes.items()},  # counts <= 255
+        backend="cuba",
+    )
+
+
+__all__ = ["ChainState", "CubaRun", "chain_step", "cuba_layers", "is_current_based", "run", "simulate"]

@@ -250,6 +250,8 @@ def simulate(
         TargetError: x outside the target's input type; a layer with overflow policy
             ``error`` overflowed; a synaptic sum could exceed int64.
     """
+    if cuba_chain.is_current_based(graph):  # Xylo's neurons read their Linear themselves: their own chain loop
+        return cuba_chain.simulate(graph, _check_input(graph, x, timesteps, target), int(timesteps), record=record)
     layers, out_name = _layers(graph)
     check_int64_range(graph)
     x = _check_input(graph, x, timesteps, target)
@@ -334,8 +336,6 @@ def simulate_split(
         raise QsnnError(f"{len(y_all)} labels for {n} samples")
     if n < 1:
         raise QsnnError("nothing to simulate: no samples")
-    if cuba_chain.is_current_based(graph):  # Xylo's neurons read their Linear themselves: their own chain loop
-        return cuba_chain.simulate_split(graph, x_all[:n], y_all[:n], timesteps, batch_size=batch_size, progress=progress)
     totals: list[LayerStats] | None = None
     preds, counts, used = [], [], "reference"
     for start in tqdm(range(0, n, batch_size), desc="simulate", unit="batch", disable=not progress):
