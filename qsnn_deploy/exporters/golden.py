@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from qsnn_deploy.errors import ExportError, GraphError, QsnnError, TargetError
-from qsnn_deploy.ir import Graph, IntTensor
+from qsnn_deploy.ir import CubaLIF, Graph, IntTensor
 from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.ir.tensor import MAX_ELEMENTS
 
@@ -114,6 +114,10 @@ def golden_samples(
     """
     if timesteps is None:
         raise ExportError("golden vectors need timesteps")
+    if any(isinstance(n, CubaLIF) for n in graph.nodes.values()):
+        raise ExportError(
+            "json golden vectors hold 0/1 spike rasters; a current-based (CubaLIF) graph spikes up to 31 times a step: use --format xylo --golden N"
+        )
     node = graph.input
     x = np.asarray(inputs)
     expect = node.shape if node.encoding == "static" else (timesteps, *node.shape)

@@ -95,7 +95,7 @@ def _lif_node(name: str, a: np.ndarray, b: np.ndarray, theta: float, beta: float
         bias=IntTensor(biases, target.state),
         decay_mul=int(round(beta * 2**target.decay_shift)),
         input_shift=frac,
-        **target.arithmetic.fields(),
+        **target.arithmetic.lif_fields(),
     )
 
 

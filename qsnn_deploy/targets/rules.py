@@ -26,7 +26,7 @@ import numpy as np
 
 from qsnn_deploy.analysis.bounds import intervals
 from qsnn_deploy.errors import GraphError, TargetError
-from qsnn_deploy.ir import LIF, Conv2d, Graph, Input, Linear, SumPool2d
+from qsnn_deploy.ir import LIF, Conv2d, CubaLIF, Graph, Input, Linear, SumPool2d
 from qsnn_deploy.targets import TargetProfile
 
 Rule = Callable[[Graph, TargetProfile], None]
@@ -113,8 +113,15 @@ def lif_state_matches_target(graph: Graph, target: TargetProfile) -> None:
 
 @_rule
 def lif_arithmetic_matches_target(graph: Graph, target: TargetProfile) -> None:
-    """Every LIF computes the target's neuron arithmetic (decay shift, rounding, overflow, comparison, reset)."""
-    problems = []
+    """Every LIF computes the target's neuron arithmetic (decay shift, rounding, overflow, comparison, reset).
+
+    A current-based CubaLIF is another neuron than these cores' LIF (Xylo's, see targets/xylo_rules.py).
+    """
+    problems = [
+        f"layer {name!r} is a current-based CubaLIF, target {target.name} computes plain LIF neurons"
+        for name, node in graph.nodes.items()
+        if isinstance(node, CubaLIF)
+    ]
     for name, node in _lifs(graph):
         for field, have, want in node.arithmetic.differences(target.arithmetic):
             if field != "state":  # lif_state_matches_target reports the state
