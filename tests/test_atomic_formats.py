@@ -5,10 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from graph_factory import make_graph
 
 from qsnn_deploy.exporters import FORMATS, export
+
+
+def _graph_for(fmt: str):
+    """A small graph the format can express: Xylo takes current-based chains, the others the int4 conv net."""
+    if fmt == "xylo":
+        from xylo_graphs import cuba_graph
+
+        return cuba_graph([16, 8, 4], np.random.default_rng(0))
+    return make_graph(2)
 
 
 def _old_output(path: Path, directory: bool) -> None:
@@ -36,7 +46,7 @@ def test_failed_publish_keeps_the_old_output(fmt: str, tmp_path: Path, monkeypat
 
     monkeypatch.setattr("qsnn_deploy.atomic.os.replace", refuse)
     with pytest.raises(OSError, match="disk full"):
-        export(make_graph(2), fmt, dest, timesteps=3)
+        export(_graph_for(fmt), fmt, dest, timesteps=3)
     assert _is_old(dest, spec.directory)
     assert sorted(os.listdir(tmp_path)) == [dest.name]  # no temporary file or folder left behind
 
@@ -46,7 +56,7 @@ def test_successful_export_replaces_the_old_output(fmt: str, tmp_path: Path) -> 
     spec = FORMATS[fmt]
     dest = tmp_path / ("out" + spec.suffix)
     _old_output(dest, spec.directory)
-    written = export(make_graph(2), fmt, dest, timesteps=3)
+    written = export(_graph_for(fmt), fmt, dest, timesteps=3)
     assert Path(written) == dest
     assert not _is_old(dest, spec.directory)
     assert sorted(os.listdir(tmp_path)) == [dest.name]
