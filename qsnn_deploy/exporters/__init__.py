@@ -90,6 +90,15 @@ FORMATS: dict[str, ExportFormat] = {
             (("nir_dialect", "dialect"),),
             summary="HDF5 (norse, snnTorch and other NIR readers)",
         ),
+        ExportFormat(
+            "c",
+            "c_export",
+            "export_c",
+            "_c",
+            (("target", "target"), ("timesteps", "timesteps"), ("golden", "golden")),
+            directory=True,
+            summary="C99 golden model + testbench + Makefile (HLS, microcontrollers, RTL testbenches)",
+        ),
     )
 }
 

@@ -127,8 +127,12 @@ def pack_raster(spikes: np.ndarray) -> str:
     Bit ``t * N + n`` (N neurons, n in C order) is the spike of neuron n at step t; the last
     byte is padded with zero bits.
     """
-    bits = np.asarray(spikes, dtype=np.uint8).reshape(-1)
-    return base64.b64encode(np.packbits(bits, bitorder="big").tobytes()).decode("ascii")
+    return base64.b64encode(raster_bytes(spikes)).decode("ascii")
+
+
+def raster_bytes(spikes: np.ndarray) -> bytes:
+    """The bits of :func:`pack_raster` before base64: ceil(T * N / 8) bytes, MSB first."""
+    return np.packbits(np.asarray(spikes, dtype=np.uint8).reshape(-1), bitorder="big").tobytes()
 
 
 def unpack_raster(text: str, timesteps: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -148,8 +152,18 @@ def unpack_raster(text: str, timesteps: int, shape: tuple[int, ...]) -> np.ndarr
     return bits.reshape((timesteps, *shape))
 
 
-def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dict[str, Any]]:
-    """Golden samples: each input with the simulator's output and per-layer spike counts."""
+def simulate_golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> tuple[np.ndarray, Any]:
+    """Check golden inputs and simulate them (reference backend, spikes recorded).
+
+    Shared by every export that carries golden vectors, so they all hold the same numbers.
+
+    Returns:
+        (the inputs as an integer array, the :class:`~qsnn_deploy.sim.SimResult`).
+
+    Raises:
+        ExportError: no T, inputs of the wrong shape or outside the Input type, a failed simulation.
+        TargetError: a membrane overflow under overflow ``error``.
+    """
     if timesteps is None:
         raise ExportError("golden vectors need timesteps")
     node = graph.input
@@ -171,6 +185,13 @@ def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dic
         raise TargetError(f"golden vectors: {exc}"[:400]) from None
     except QsnnError as exc:
         raise ExportError(f"golden vectors: the simulation failed: {exc}"[:400]) from None
+    return x, res
+
+
+def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dict[str, Any]]:
+    """Golden samples: each input with the simulator's output and per-layer spike counts."""
+    x, res = simulate_golden(graph, inputs, timesteps)
+    node = graph.input
     counts = np.asarray(res.counts)
     layers = {name: np.asarray(v) for name, v in res.layer_spike_counts.items()}
     return [
