@@ -22,6 +22,7 @@ header comment names the generator version and the graph's SHA-256, not a date.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -75,6 +76,7 @@ class Value:
     bound: float  # max |value|
     shape: tuple[int, ...]
     events: bool  # 0/1 spikes (a node fed by it adds weight columns, no multiply)
+    channels_last: bool = False  # a (C, H, W) map stored [h][w][c] (a Conv2d's output)
 
     @property
     def size(self) -> int:
@@ -148,10 +150,12 @@ def _lower_conv(low: Lowered, name: str, ident: str, node: Conv2d, src: Value, o
     f.update(node=name, in_shape=_shape_text(src.shape), out_shape=_shape_text(out_shape), kh=kh, kw=kw)
     f.update(sh=node.stride[0], sw=node.stride[1], ph=node.padding[0], pw=node.padding[1])
     f.update(in_c=i, in_h=src.shape[1], in_w=src.shape[2], out_c=o, out_h=out_shape[1], out_w=out_shape[2])
-    f.update(out_plane=out_shape[1] * out_shape[2])
+    h_, w_ = src.shape[1], src.shape[2]
+    f["in_at"] = f"(h * {w_} + w) * {i} + i" if src.channels_last else f"(i * {h_} + h) * {w_} + w"
     # W[o][i][kr][kq] stored as [i][kr][kq][o]: one input position's fan-out is contiguous
     low.constants.append(c_array(f["w_ctype"], f["wname"], np.transpose(w, (1, 2, 3, 0))))
-    return _add_synapse(low, "conv2d.c", f, src, out_shape, float(np.abs(w).reshape(o, -1).sum(axis=1).max()))
+    out = _add_synapse(low, "conv2d.c", f, src, out_shape, float(np.abs(w).reshape(o, -1).sum(axis=1).max()))
+    return dataclasses.replace(out, channels_last=True)
 
 
 def _lower_linear(low: Lowered, name: str, ident: str, node: Linear, src: Value, out_shape: tuple[int, ...]) -> Value:
@@ -171,7 +175,10 @@ def _add_synapse(low: Lowered, template: str, f: dict[str, Any], src: Value, out
 
 def _lower_pool(low: Lowered, name: str, ident: str, node: SumPool2d, src: Value, out_shape: tuple[int, ...]) -> Value:
     bound = src.bound * node.kernel[0] * node.kernel[1]
+    c_, h_, w_ = src.shape
+    row, col = f"r * {node.stride[0]} + kr", f"q * {node.stride[1]} + kq"
     f = {
+        "in_at": f"(({row}) * {w_} + {col}) * {c_} + c" if src.channels_last else f"(c * {h_} + {row}) * {w_} + {col}",
         "node": name,
         "fn": f"{ident}_forward",
         "in_shape": _shape_text(src.shape),
@@ -208,10 +215,23 @@ def _membrane_code(p: LIFParams, status: int) -> str:
     """C statements setting ``v`` = ovf(rest + (A << F)), the overflow policy once on the full sum."""
     lo, hi, pad = f"INT64_C({p.state.min})", f"INT64_C({p.state.max})", " " * 12
     if p.overflow == "wrap":
-        return f"{pad}v = qsnn_membrane_wrap(rest, in[n], {p.input_shift}, {p.state.bits});"
+        return f"{pad}v = qsnn_membrane_wrap(rest, a, {p.input_shift}, {p.state.bits});"
     if p.overflow == "saturate":
-        return f"{pad}v = qsnn_clamp(qsnn_membrane_sum(rest, in[n], {p.input_shift}), {lo}, {hi});"
-    return f"{pad}v = qsnn_membrane_sum(rest, in[n], {p.input_shift});\n{pad}if (v < {lo} || v > {hi}) return {status};"
+        return f"{pad}v = qsnn_clamp(qsnn_membrane_sum(rest, a, {p.input_shift}), {lo}, {hi});"
+    return f"{pad}v = qsnn_membrane_sum(rest, a, {p.input_shift});\n{pad}if (v < {lo} || v > {hi}) return {status};"
+
+
+def _lower_flatten(low: Lowered, name: str, ident: str, src: Value, out_shape: tuple[int, ...]) -> Value:
+    """C order is the memory order of every buffer but a Conv2d's channels-last output, which is copied back."""
+    if not src.channels_last:
+        return Value(src.buffer, src.ctype, src.bound, out_shape, src.events)
+    channels, size = src.shape[0], src.size
+    f = {"node": name, "fn": f"{ident}_forward", "shape": _shape_text(src.shape), "ctype": src.ctype, "size": size}
+    f.update(out=f"{ident}_out", channels=channels, plane=size // channels)
+    low.buffers.append(f"static {src.ctype} {f['out']}[{size}];")
+    low.functions.append(_template("to_chw.c").substitute(f))
+    low.calls.append(f"{f['fn']}({src.buffer});")
+    return Value(f["out"], src.ctype, src.bound, out_shape, src.events)
 
 
 def _lower_lif(low: Lowered, name: str, ident: str, node: LIF, src: Value) -> Value:
@@ -246,6 +266,7 @@ def _lower_lif(low: Lowered, name: str, ident: str, node: LIF, src: Value) -> Va
         "decay": "qsnn_decay_split" if p.decay_needs_split else "qsnn_decay",
         "delayed_subtract": f" - ({ident}_s[n] ? thr : 0)" if (p.reset, p.reset_timing) == ("subtract", "delayed") else "",
         "membrane": _membrane_code(p, status),
+        "in_at": f"p * {channels} + c" if src.channels_last else "n",
         "cmp": cmp,
         "immediate_reset": "\n" + " " * 12 + immediate if immediate else "",
     }
@@ -289,7 +310,7 @@ def lower(graph: Graph) -> Lowered:
         elif isinstance(node, SumPool2d):
             value = _lower_pool(low, name, ident, node, value, shapes[name])
         elif isinstance(node, Flatten):
-            value = Value(value.buffer, value.ctype, value.bound, shapes[name], value.events)
+            value = _lower_flatten(low, name, ident, value, shapes[name])
         elif isinstance(node, LIF):
             value = _lower_lif(low, name, ident, node, value)
         if inp.encoding == "static" and not low.layers:  # before the first LIF: the same every step

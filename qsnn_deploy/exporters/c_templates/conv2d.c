@@ -1,6 +1,7 @@
 /* $node: Conv2d $in_shape -> $out_shape, kernel $kh x $kw, stride $sh x $sw, padding $ph x $pw.
  * Scatter form: every non-zero input value x[i][h][w] adds $term to the outputs whose
- * window covers it, output (r, q) with r * $sh + kr = h + $ph (and alike for q, kq). */
+ * window covers it, output (r, q) with r * $sh + kr = h + $ph (and alike for q, kq).
+ * The output is stored channels-last, [r][q][o], so that a column adds to contiguous sums. */
 static void $fn(const $in_ctype in[$in_size])
 {
     int32_t i, h, w, kr, kq, o;
@@ -8,7 +9,7 @@ static void $fn(const $in_ctype in[$in_size])
     for (i = 0; i < $in_c; i++) {
         for (h = 0; h < $in_h; h++) {
             for (w = 0; w < $in_w; w++) {
-                const int64_t value = in[(i * $in_h + h) * $in_w + w];
+                const int64_t value = in[$in_at];
                 if (value == 0) continue; /* event-driven: zeros add nothing */
                 for (kr = 0; kr < $kh; kr++) {
                     const int32_t row = h + $ph - kr; /* = r * $sh */
@@ -18,8 +19,8 @@ static void $fn(const $in_ctype in[$in_size])
                         if (col < 0 || col % $sw != 0 || col / $sw >= $out_w) continue;
                         {
                             const $w_ctype *column = &${wname}[((i * $kh + kr) * $kw + kq) * $out_c];
-                            $out_ctype *dst = &$out[(row / $sh) * $out_w + col / $sw];
-                            for (o = 0; o < $out_c; o++) dst[o * $out_plane] += $add;
+                            $out_ctype *dst = &$out[((row / $sh) * $out_w + col / $sw) * $out_c];
+                            for (o = 0; o < $out_c; o++) dst[o] += $add;
                         }
                     }
                 }
