@@ -361,7 +361,9 @@ def to_c_sources(graph: Graph, *, timesteps: int, target: TargetProfile | None =
     step = ["    " + c for c in low.calls]
     if low.prefix_calls:
         prefix = "\n        ".join(low.prefix_calls)
-        step.insert(0, f"    if (qsnn_t == 0) {{ /* static input: the layers before the first LIF once per sample */\n        {prefix}\n    }}")
+        step.insert(
+            0, f"    if (qsnn_t == 0) {{ /* static input: the layers before the first LIF once per sample */\n        {prefix}\n    }}"
+        )
     model = {
         "banner": banner,
         "constants": "\n".join(low.constants),

@@ -144,18 +144,12 @@ static int check_sample(uint32_t s)
     return check_counts(s, qsnn_output_counts());
 }
 
-int main(int argc, char **argv)
+/* every sample of the file; 0 all identical, 1 a mismatch or model error, 2 a bad file */
+static int run_file(FILE *f, int bench)
 {
-    const char *path = argc > 1 ? argv[1] : "golden.bin";
-    int bench = argc > 2 && strcmp(argv[2], "--bench") == 0;
     uint32_t samples, s;
     uint32_t counts[QSNN_OUTPUT_SIZE];
     double seconds = 0.0;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        fprintf(stderr, "testbench: cannot open %s (export with --golden N to write it)\n", path);
-        return 2;
-    }
     if (read_header(f, &samples) != 0) return 2;
     for (s = 0; s < samples; s++) {
         if (!read_sample(f)) return fail("truncated sample");
@@ -169,7 +163,6 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    fclose(f);
     if (bench) {
         printf("BENCH %lu samples x %d steps: %.6f s, %.2f samples/s (output counts identical)\n", (unsigned long)samples, QSNN_TIMESTEPS,
                seconds, seconds > 0 ? samples / seconds : 0.0);
@@ -178,4 +171,18 @@ int main(int argc, char **argv)
                QSNN_TIMESTEPS, QSNN_NUM_LAYERS);
     }
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = argc > 1 ? argv[1] : "golden.bin";
+    int status;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "testbench: cannot open %s (export with --golden N to write it)\n", path);
+        return 2;
+    }
+    status = run_file(f, argc > 2 && strcmp(argv[2], "--bench") == 0);
+    fclose(f);
+    return status;
 }
