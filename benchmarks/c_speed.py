@@ -1,0 +1,151 @@
+"""Speed and memory of the C99 golden model (``--format c``) beside the simulator and snnTorch.
+
+On the shipped Fashion-MNIST int4 model (examples/fmnist_int4/model.pt) at T=100, in one run
+and on the same test images, it measures
+
+(a) snnTorch: the float QAT model's per-step loop (``forward_reference`` under ``no_grad``);
+(b) the integer simulator, fast backend (torch + Numba, all CPU threads), batches of 256;
+(c) the C model: the export built with the Makefile's default flags (``-std=c99 -O2``) by
+    ``$CC`` (default gcc), timed by its own testbench (``./testbench golden.bin --bench``:
+    ``clock()`` around ``qsnn_run``, one thread),
+
+and checks that the C model is bit-identical to the simulator on every image: ``make test``
+compares every layer's spikes at every step and the output counts. The golden vectors come
+from the fast backend (equal to the reference backend bit for bit, tests/test_sim.py), which
+keeps the benchmark to a minute or two. Memory: ``size`` of the compiled ``model.o`` (text
+holds the code and the weight tables, bss the membranes, spikes and sums) beside the
+simulator's memory figure (``qsnn-deploy simulate``: weights, membranes, thresholds and
+biases at their bit widths). Run it as::
+
+    python benchmarks/c_speed.py [--samples 300] [--timesteps 100] [--model examples/fmnist_int4/model.pt]
+
+Two rates per implementation: samples per second of wall-clock time, and samples per
+CPU-second (process CPU time, summed over threads; the C testbench's ``clock()`` is CPU time).
+The second does not depend on how many other processes share the machine, nor on how many
+threads an implementation uses. The load average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _timed(fn):
+    """((wall seconds, CPU seconds), fn's result)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return (time.perf_counter() - wall, time.process_time() - cpu), out
+
+
+def _make(folder: Path, *args: str) -> str:
+    cc = os.environ.get("CC", "gcc")
+    done = subprocess.run(["make", "-s", "-C", str(folder), f"CC={cc}", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"make {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def _c_memory(folder: Path) -> dict[str, int]:
+    _make(folder, "model.o")
+    lines = subprocess.run(["size", str(folder / "model.o")], capture_output=True, text=True, check=True).stdout.splitlines()
+    text, data, bss = (int(v) for v in lines[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(ROOT / "examples" / "fmnist_int4" / "model.pt"))
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--timesteps", type=int, default=100)
+    parser.add_argument("--keep", default=None, help="keep the exported C folder here")
+    args = parser.parse_args()
+
+    from qsnn_deploy.app.perf import ALLOCATOR_ENV
+
+    if not all(os.environ.get(k) == v for k, v in ALLOCATOR_ENV.items()):  # as benchmarks/sim_speed.py
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR_ENV})
+
+    import numpy as np
+    import torch
+
+    from qsnn_deploy.app.loading import load_deployable, with_timesteps
+    from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
+    from qsnn_deploy.exporters import export
+    from qsnn_deploy.exporters.c_export import golden_bytes
+    from qsnn_deploy.sim import simulate
+
+    steps = args.timesteps
+    dep = with_timesteps(load_deployable(args.model, target="int4-core"), steps)
+    split, source = load_fmnist_test_or_subset(None, args.samples)
+    x = split.x[: args.samples].astype(np.int64)
+    n = len(x)
+    print(f"model {args.model}, target {dep.target.name}, T={steps}, {n} images of the {source}")
+    print(f"CPUs {os.cpu_count()}, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} (before)")
+
+    # warm-up: Numba compiles or loads its kernels, oneDNN creates its primitives
+    simulate(dep.graph, x[:4], steps, backend="fast")
+    with torch.no_grad():
+        dep.model.eval().forward_reference(torch.from_numpy(x[:2]))
+
+    with torch.no_grad():
+        t_float = _timed(lambda: [dep.model.forward_reference(torch.from_numpy(x[i : i + 256])) for i in range(0, n, 256)])[0]
+    t_fast, runs = _timed(lambda: [simulate(dep.graph, x[i : i + 256], steps, backend="fast") for i in range(0, n, 256)])
+    res = runs[-1]
+    sim_bytes = sum(layer.memory_bits for layer in res.layers) / 8
+
+    # golden vectors of every image (rasters recorded), then the C model checks and times itself
+    counts, rasters = [], {name: [] for name, _ in dep.graph.lif_layers()}
+    for start in range(0, n, 100):
+        rec = simulate(dep.graph, x[start : start + 100], steps, backend="fast", record=True)
+        counts.append(rec.counts)
+        for name in rasters:
+            rasters[name].append(rec.spikes[name])
+    counts = np.concatenate(counts)
+    raster_list = [np.concatenate(parts, axis=1) for parts in rasters.values()]
+
+    folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="c_speed.")) / "model_c"
+    export(dep.graph, "c", folder, target=dep.target, timesteps=steps)
+    (folder / "golden.bin").write_bytes(golden_bytes(dep.graph, x, counts, raster_list, steps))
+    checked = _make(folder, "test").strip()
+    bench = _make(folder, "bench").strip()
+    c_cpu = float(bench.split(": ")[1].split(" s, ")[0])
+    wall0 = time.perf_counter()
+    _make(folder, "bench")
+    c_wall = time.perf_counter() - wall0  # the whole testbench process: includes reading golden.bin
+    mem = _c_memory(folder)
+    if not args.keep:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+    print(f"\nC model check: {checked}")
+    print(f"C model bench: {bench}\n")
+    threads = str(torch.get_num_threads())
+    rows = [
+        ("snnTorch float per-step loop (forward_reference)", n / t_float[0], n / t_float[1], threads),
+        ("integer simulator, fast backend (batches of 256)", n / t_fast[0], n / t_fast[1], threads),
+        ("C model, gcc -O2, qsnn_run (testbench process)", n / c_wall, n / c_cpu, "1"),
+    ]
+    print(f"| {'implementation':50s} | {'samples / s':>11s} | {'per CPU-s':>10s} | threads |")
+    print(f"|{'-' * 52}|{'-' * 13}|{'-' * 12}|---------|")
+    for name, wall, cpu, used in rows:
+        print(f"| {name:50s} | {wall:>11,.1f} | {cpu:>10,.1f} | {used:>7s} |")
+    print(f"\n| {'memory':50s} | {'bytes':>11s} |")
+    print(f"|{'-' * 52}|{'-' * 13}|")
+    print(f"| {'simulator figure (weights, state, params at bits)':50s} | {sim_bytes:>11,.0f} |")
+    print(f"| {'C model.o text (code + const weights, thresholds)':50s} | {mem['text']:>11,d} |")
+    print(f"| {'C model.o data':50s} | {mem['data']:>11,d} |")
+    print(f"| {'C model.o bss (sums, membranes, spikes, counts)':50s} | {mem['bss']:>11,d} |")
+    print(f"| {'C model.o total (size: dec)':50s} | {sum(mem.values()):>11,d} |")
+    print(f"\nload average {os.getloadavg()[0]:.1f} (after)")
+
+
+if __name__ == "__main__":
+    main()
