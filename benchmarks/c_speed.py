@@ -61,14 +61,70 @@ def _c_memory(folder: Path) -> dict[str, int]:
     return {"text": text, "data": data, "bss": bss}
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "examples" / "fmnist_int4" / "model.pt"))
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--timesteps", type=int, default=100)
+    parser.add_argument("--float-samples", type=int, default=256, help="images for snnTorch (the first ones; it is the slow one)")
+    parser.add_argument("--torch-threads", type=int, default=None, help="threads of snnTorch and the fast backend (default: torch's)")
     parser.add_argument("--keep", default=None, help="keep the exported C folder here")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def _torch_rates(dep, x, steps: int, n_float: int) -> list[tuple[str, float, float]]:
+    """(name, wall samples/s, samples per CPU-second) of snnTorch (first ``n_float`` images) and the fast backend."""
+    import torch
+
+    from qsnn_deploy.sim import simulate
+
+    n, xf = len(x), x[:n_float]
+    # warm-up: Numba compiles or loads its kernels, oneDNN creates its primitives
+    simulate(dep.graph, x[:4], steps, backend="fast")
+    model = dep.model.eval()
+    with torch.no_grad():
+        model.forward_reference(torch.from_numpy(x[:2]))
+        t_float = _timed(lambda: [model.forward_reference(torch.from_numpy(xf[i : i + 256])) for i in range(0, len(xf), 256)])[0]
+    t_fast = _timed(lambda: [simulate(dep.graph, x[i : i + 256], steps, backend="fast") for i in range(0, n, 256)])[0]
+    return [
+        (f"snnTorch float per-step loop ({len(xf)} images)", len(xf) / t_float[0], len(xf) / t_float[1]),
+        ("integer simulator, fast backend (batches of 256)", n / t_fast[0], n / t_fast[1]),
+    ]
+
+
+def _golden_file(dep, x, steps: int) -> bytes:
+    """golden.bin of every image, from the fast backend with rasters recorded, 100 images at a time."""
+    import numpy as np
+
+    from qsnn_deploy.exporters.c_export import golden_bytes
+    from qsnn_deploy.sim import simulate
+
+    counts, rasters = [], {name: [] for name, _ in dep.graph.lif_layers()}
+    for start in range(0, len(x), 100):
+        rec = simulate(dep.graph, x[start : start + 100], steps, backend="fast", record=True)
+        counts.append(rec.counts)
+        for name in rasters:
+            rasters[name].append(rec.spikes[name])
+    raster_list = [np.concatenate(parts, axis=1) for parts in rasters.values()]
+    return golden_bytes(dep.graph, x, np.concatenate(counts), raster_list, steps)
+
+
+def _c_model(dep, x, steps: int, keep: str | None) -> tuple[str, str, dict[str, int]]:
+    """``make test`` and ``make bench`` output lines and ``size`` of model.o."""
+    from qsnn_deploy.exporters import export
+
+    folder = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="c_speed.")) / "model_c"
+    export(dep.graph, "c", folder, target=dep.target, timesteps=steps)
+    (folder / "golden.bin").write_bytes(_golden_file(dep, x, steps))
+    checked, bench = _make(folder, "test").strip(), _make(folder, "bench").strip()
+    mem = _c_memory(folder)
+    if not keep:
+        shutil.rmtree(folder.parent, ignore_errors=True)
+    return checked, bench, mem
+
+
+def main() -> None:
+    args = _args()
     from qsnn_deploy.app.perf import ALLOCATOR_ENV
 
     if not all(os.environ.get(k) == v for k, v in ALLOCATOR_ENV.items()):  # as benchmarks/sim_speed.py
@@ -79,66 +135,29 @@ def main() -> None:
 
     from qsnn_deploy.app.loading import load_deployable, with_timesteps
     from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
-    from qsnn_deploy.exporters import export
-    from qsnn_deploy.exporters.c_export import golden_bytes
     from qsnn_deploy.sim import simulate
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     steps = args.timesteps
     dep = with_timesteps(load_deployable(args.model, target="int4-core"), steps)
     split, source = load_fmnist_test_or_subset(None, args.samples)
     x = split.x[: args.samples].astype(np.int64)
-    n = len(x)
-    print(f"model {args.model}, target {dep.target.name}, T={steps}, {n} images of the {source}")
+    print(f"model {args.model}, target {dep.target.name}, T={steps}, {len(x)} images of the {source}")
     print(f"CPUs {os.cpu_count()}, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} (before)")
 
-    # warm-up: Numba compiles or loads its kernels, oneDNN creates its primitives
-    simulate(dep.graph, x[:4], steps, backend="fast")
-    with torch.no_grad():
-        dep.model.eval().forward_reference(torch.from_numpy(x[:2]))
+    rows = [(*row, str(torch.get_num_threads())) for row in _torch_rates(dep, x, steps, args.float_samples)]
+    checked, bench, mem = _c_model(dep, x, steps, args.keep)
+    cpu_rate, wall_rate = (float(part.split(" samples/s")[0].rsplit("= ", 1)[1]) for part in bench.split(", wall "))
+    rows.append(("C model, gcc -O2 (qsnn_run per image)", wall_rate, cpu_rate, "1"))
+    sim_bytes = sum(layer.memory_bits for layer in simulate(dep.graph, x[:1], steps).layers) / 8
 
-    with torch.no_grad():
-        t_float = _timed(lambda: [dep.model.forward_reference(torch.from_numpy(x[i : i + 256])) for i in range(0, n, 256)])[0]
-    t_fast, runs = _timed(lambda: [simulate(dep.graph, x[i : i + 256], steps, backend="fast") for i in range(0, n, 256)])
-    res = runs[-1]
-    sim_bytes = sum(layer.memory_bits for layer in res.layers) / 8
-
-    # golden vectors of every image (rasters recorded), then the C model checks and times itself
-    counts, rasters = [], {name: [] for name, _ in dep.graph.lif_layers()}
-    for start in range(0, n, 100):
-        rec = simulate(dep.graph, x[start : start + 100], steps, backend="fast", record=True)
-        counts.append(rec.counts)
-        for name in rasters:
-            rasters[name].append(rec.spikes[name])
-    counts = np.concatenate(counts)
-    raster_list = [np.concatenate(parts, axis=1) for parts in rasters.values()]
-
-    folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="c_speed.")) / "model_c"
-    export(dep.graph, "c", folder, target=dep.target, timesteps=steps)
-    (folder / "golden.bin").write_bytes(golden_bytes(dep.graph, x, counts, raster_list, steps))
-    checked = _make(folder, "test").strip()
-    bench = _make(folder, "bench").strip()
-    c_cpu = float(bench.split(": ")[1].split(" s, ")[0])
-    wall0 = time.perf_counter()
-    _make(folder, "bench")
-    c_wall = time.perf_counter() - wall0  # the whole testbench process: includes reading golden.bin
-    mem = _c_memory(folder)
-    if not args.keep:
-        shutil.rmtree(folder.parent, ignore_errors=True)
-
-    print(f"\nC model check: {checked}")
-    print(f"C model bench: {bench}\n")
-    threads = str(torch.get_num_threads())
-    rows = [
-        ("snnTorch float per-step loop (forward_reference)", n / t_float[0], n / t_float[1], threads),
-        ("integer simulator, fast backend (batches of 256)", n / t_fast[0], n / t_fast[1], threads),
-        ("C model, gcc -O2, qsnn_run (testbench process)", n / c_wall, n / c_cpu, "1"),
-    ]
+    print(f"\nC model check: {checked}\nC model bench: {bench}\n")
     print(f"| {'implementation':50s} | {'samples / s':>11s} | {'per CPU-s':>10s} | threads |")
     print(f"|{'-' * 52}|{'-' * 13}|{'-' * 12}|---------|")
     for name, wall, cpu, used in rows:
         print(f"| {name:50s} | {wall:>11,.1f} | {cpu:>10,.1f} | {used:>7s} |")
-    print(f"\n| {'memory':50s} | {'bytes':>11s} |")
-    print(f"|{'-' * 52}|{'-' * 13}|")
+    print(f"\n| {'memory':50s} | {'bytes':>11s} |\n|{'-' * 52}|{'-' * 13}|")
     print(f"| {'simulator figure (weights, state, params at bits)':50s} | {sim_bytes:>11,.0f} |")
     print(f"| {'C model.o text (code + const weights, thresholds)':50s} | {mem['text']:>11,d} |")
     print(f"| {'C model.o data':50s} | {mem['data']:>11,d} |")
