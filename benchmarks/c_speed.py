@@ -3,11 +3,13 @@
 On the shipped Fashion-MNIST int4 model (examples/fmnist_int4/model.pt) at T=100, in one run
 and on the same test images, it measures
 
-(a) snnTorch: the float QAT model's per-step loop (``forward_reference`` under ``no_grad``);
-(b) the integer simulator, fast backend (torch + Numba, all CPU threads), batches of 256;
+(a) snnTorch: the float QAT model's per-step loop (``forward_reference`` under ``no_grad``),
+    on the first ``--float-samples`` images (it is by far the slowest);
+(b) the integer simulator, fast backend (torch + Numba, all CPU threads or ``--threads``),
+    batches of 256;
 (c) the C model: the export built with the Makefile's default flags (``-std=c99 -O2``) by
     ``$CC`` (default gcc), timed by its own testbench (``./testbench golden.bin --bench``:
-    ``clock()`` around ``qsnn_run``, one thread),
+    ``clock()`` and ``clock_gettime`` around each ``qsnn_run``, one thread),
 
 and checks that the C model is bit-identical to the simulator on every image: ``make test``
 compares every layer's spikes at every step and the output counts. The golden vectors come
@@ -17,12 +19,15 @@ holds the code and the weight tables, bss the membranes, spikes and sums) beside
 simulator's memory figure (``qsnn-deploy simulate``: weights, membranes, thresholds and
 biases at their bit widths). Run it as::
 
-    python benchmarks/c_speed.py [--samples 300] [--timesteps 100] [--model examples/fmnist_int4/model.pt]
+    python benchmarks/c_speed.py [--samples 300] [--float-samples 256] [--threads N] [--timesteps 100]
+                                 [--model examples/fmnist_int4/model.pt] [--keep DIR]
 
 Two rates per implementation: samples per second of wall-clock time, and samples per
 CPU-second (process CPU time, summed over threads; the C testbench's ``clock()`` is CPU time).
-The second does not depend on how many other processes share the machine, nor on how many
-threads an implementation uses. The load average is printed with them.
+It depends less on how many other processes share the machine (but torch's thread pool
+spins when its threads wait, so on a crowded machine use ``--threads 1``: measured here at a
+load average of 17 on 2 CPUs, snnTorch ran at 5.4 samples per CPU-second with 2 threads and
+69 with 1). The load average is printed with them.
 """
 
 from __future__ import annotations
@@ -67,7 +72,13 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--timesteps", type=int, default=100)
     parser.add_argument("--float-samples", type=int, default=256, help="images for snnTorch (the first ones; it is the slow one)")
-    parser.add_argument("--torch-threads", type=int, default=None, help="threads of snnTorch and the fast backend (default: torch's)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch and Numba threads of snnTorch and the fast backend (default: theirs, all CPUs); "
+        "1 compares one thread with one thread, and keeps torch from collapsing on a crowded machine",
+    )
     parser.add_argument("--keep", default=None, help="keep the exported C folder here")
     return parser.parse_args()
 
@@ -137,8 +148,11 @@ def main() -> None:
     from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
     from qsnn_deploy.sim import simulate
 
-    if args.torch_threads:
-        torch.set_num_threads(args.torch_threads)
+    if args.threads:
+        import numba
+
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
     steps = args.timesteps
     dep = with_timesteps(load_deployable(args.model, target="int4-core"), steps)
     split, source = load_fmnist_test_or_subset(None, args.samples)
