@@ -346,3 +346,24 @@ def test_refusals_are_export_errors_and_write_nothing(tmp_path):
     with pytest.raises(ExportError, match="wider than 32 bits"):
         export(wide, "c", tmp_path / "b", timesteps=4)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_input_values_outside_the_input_type_are_clipped_to_it(tmp_path):
+    # UINT2 event frames held in uint8_t: the C model clips 0..255 to 0..3 (the simulator refuses them)
+    graph = make_graph(13, False)
+    steps = 6
+    raw = np.random.default_rng(14).integers(0, 256, size=(1, steps, *graph.input.shape))
+    export(graph, "c", tmp_path, timesteps=steps)
+    values = ", ".join(str(int(v)) for v in raw.reshape(-1))
+    (tmp_path / "main.c").write_text(
+        '#include <stdio.h>\n#include "model.h"\n'
+        f"static const qsnn_input_t raw[QSNN_SAMPLE_SIZE] = {{{values}}};\n"
+        "int main(void) {\n    uint32_t counts[QSNN_OUTPUT_SIZE];\n    int n;\n"
+        "    if (qsnn_run(raw, counts) != QSNN_OK) return 1;\n"
+        '    for (n = 0; n < QSNN_OUTPUT_SIZE; n++) printf("%lu\\n", (unsigned long)counts[n]);\n    return 0;\n}\n'
+    )
+    exe = tmp_path / "main"
+    subprocess.run(["gcc", *SANITIZE.split(), "-o", str(exe), str(tmp_path / "main.c"), str(tmp_path / "model.c")], check=True)
+    counts = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
+    expected = simulate(graph, np.minimum(raw, 3), steps, backend="reference").counts[0]
+    assert counts == expected.tolist() and sum(counts) > 0

@@ -53,6 +53,13 @@ class Value:
     shape: tuple[int, ...]
     events: bool  # 0/1 spikes (a node fed by it adds weight columns, no multiply)
     channels_last: bool = False  # a (C, H, W) map stored [h][w][c] (a Conv2d's output)
+    clip: tuple[int, int] | None = None  # the Input's range, when its C type is wider
+
+    def read(self, index: str) -> str:
+        """C expression of element ``index``; Input values outside the Input type are clipped to it."""
+        if self.clip is None:
+            return f"in[{index}]"
+        return f"qsnn_clamp(in[{index}], {self.clip[0]}, {self.clip[1]})"
 
     @property
     def size(self) -> int:
@@ -127,7 +134,7 @@ def _lower_conv(low: Lowered, name: str, ident: str, node: Conv2d, src: Value, o
     f.update(sh=node.stride[0], sw=node.stride[1], ph=node.padding[0], pw=node.padding[1])
     f.update(in_c=i, in_h=src.shape[1], in_w=src.shape[2], out_c=o, out_h=out_shape[1], out_w=out_shape[2])
     h_, w_ = src.shape[1], src.shape[2]
-    f["in_at"] = f"(h * {w_} + w) * {i} + i" if src.channels_last else f"(i * {h_} + h) * {w_} + w"
+    f["read"] = src.read(f"(h * {w_} + w) * {i} + i" if src.channels_last else f"(i * {h_} + h) * {w_} + w")
     # W[o][i][kr][kq] stored as [i][kr][kq][o]: one input position's fan-out is contiguous
     low.constants.append(c_array(f["w_ctype"], f["wname"], np.transpose(w, (1, 2, 3, 0))))
     out = _add_synapse(low, "conv2d.c", f, src, out_shape, float(np.abs(w).reshape(o, -1).sum(axis=1).max()))
@@ -137,7 +144,7 @@ def _lower_conv(low: Lowered, name: str, ident: str, node: Conv2d, src: Value, o
 def _lower_linear(low: Lowered, name: str, ident: str, node: Linear, src: Value, out_shape: tuple[int, ...]) -> Value:
     w = node.weight.values
     f = _synapse_fields(ident, src, out_shape, w, ctype(node.weight.dtype))
-    f.update(node=name)
+    f.update(node=name, read=src.read("i"))
     low.constants.append(c_array(f["w_ctype"], f["wname"], w.T))  # [i][o]: input i's column
     return _add_synapse(low, "linear.c", f, src, out_shape, float(np.abs(w).sum(axis=1).max()))
 
@@ -154,7 +161,7 @@ def _lower_pool(low: Lowered, name: str, ident: str, node: SumPool2d, src: Value
     c_, h_, w_ = src.shape
     row, col = f"r * {node.stride[0]} + kr", f"q * {node.stride[1]} + kq"
     f = {
-        "in_at": f"(({row}) * {w_} + {col}) * {c_} + c" if src.channels_last else f"(c * {h_} + {row}) * {w_} + {col}",
+        "read": src.read(f"(({row}) * {w_} + {col}) * {c_} + c" if src.channels_last else f"(c * {h_} + {row}) * {w_} + {col}"),
         "node": name,
         "fn": f"{ident}_forward",
         "in_shape": shape_text(src.shape),
@@ -200,7 +207,7 @@ def _membrane_code(p: LIFParams, status: int) -> str:
 def _lower_flatten(low: Lowered, name: str, ident: str, src: Value, out_shape: tuple[int, ...]) -> Value:
     """C order is the memory order of every buffer but a Conv2d's channels-last output, which is copied back."""
     if not src.channels_last:
-        return Value(src.buffer, src.ctype, src.bound, out_shape, src.events)
+        return dataclasses.replace(src, shape=out_shape)
     channels, size = src.shape[0], src.size
     f = {"node": name, "fn": f"{ident}_forward", "shape": shape_text(src.shape), "ctype": src.ctype, "size": size}
     f.update(out=f"{ident}_out", channels=channels, plane=size // channels)
@@ -242,7 +249,7 @@ def _lower_lif(low: Lowered, name: str, ident: str, node: LIF, src: Value) -> Va
         "decay": "qsnn_decay_split" if p.decay_needs_split else "qsnn_decay",
         "delayed_subtract": f" - ({ident}_s[n] ? thr : 0)" if (p.reset, p.reset_timing) == ("subtract", "delayed") else "",
         "membrane": _membrane_code(p, status),
-        "in_at": f"p * {channels} + c" if src.channels_last else "n",
+        "read": src.read(f"p * {channels} + c" if src.channels_last else "n"),
         "cmp": cmp,
         "immediate_reset": "\n" + " " * 12 + immediate if immediate else "",
     }
@@ -274,7 +281,9 @@ def lower(graph: Graph) -> Lowered:
         raise ExportError(f"C export: input type {inp.dtype.name} is wider than 32 bits")
     one_bit = not inp.dtype.signed and inp.dtype.bits == 1
     bound = float(max(abs(inp.dtype.min), abs(inp.dtype.max)))
-    value = Value("x", "qsnn_input_t", bound, inp.shape, events=one_bit)
+    c_type = IntType(int(re.search(r"\d+", ctype(inp.dtype))[0]), signed=inp.dtype.signed)
+    clip = None if (c_type.min, c_type.max) == (inp.dtype.min, inp.dtype.max) else (inp.dtype.min, inp.dtype.max)
+    value = Value("x", "qsnn_input_t", bound, inp.shape, events=one_bit, clip=clip)
     low, taken = Lowered(), set()
     for name, node in chain[1:-1]:
         ident = c_identifier(name, taken)

@@ -9,7 +9,7 @@ static void $fn(const $in_ctype in[$in_size])
     for (i = 0; i < $in_c; i++) {
         for (h = 0; h < $in_h; h++) {
             for (w = 0; w < $in_w; w++) {
-                const int64_t value = in[$in_at];
+                const int64_t value = $read;
                 if (value == 0) continue; /* event-driven: zeros add nothing */
                 for (kr = 0; kr < $kh; kr++) {
                     const int32_t row = h + $ph - kr; /* = r * $sh */

@@ -11,7 +11,7 @@ static int $fn(const $in_ctype in[$size])
         const int64_t bias = ${cname}_bias[c];
         for (p = 0; p < $plane; p++) {
             const int32_t n = c * $plane + p;
-            const int64_t a = in[$in_at]; /* the synaptic sum A */
+            const int64_t a = $read; /* the synaptic sum A */
             const int64_t v_prev = $v_prev;
             const int64_t rest = $decay(v_prev, $decay_mul, $decay_shift, $round_add) + bias$delayed_subtract;
             int64_t v;

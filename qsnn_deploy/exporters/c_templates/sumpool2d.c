@@ -7,7 +7,7 @@ static void $fn(const $in_ctype in[$in_size])
             for (q = 0; q < $out_w; q++) {
                 $out_ctype sum = 0;
                 for (kr = 0; kr < $kh; kr++)
-                    for (kq = 0; kq < $kw; kq++) sum += ($out_ctype)in[$in_at];
+                    for (kq = 0; kq < $kw; kq++) sum += ($out_ctype)$read;
                 $out[(c * $out_h + r) * $out_w + q] = sum;
             }
         }
