@@ -110,8 +110,13 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(map(str, shape)) + ")"
 
 
-def _synapse_fields(ident: str, src: Value, out_shape: tuple[int, ...], weight: np.ndarray, w_ctype: str) -> dict[str, Any]:
-    out_ctype = _sum_ctype(src.bound * float(np.abs(weight.astype(np.float64)).reshape(weight.shape[0], -1).sum(axis=1).max()))
+def _row_gain(weight: np.ndarray) -> float:
+    """The largest sum of |w| over one output's weights: how much a node can grow |input|."""
+    return float(np.abs(weight.astype(np.float64)).reshape(weight.shape[0], -1).sum(axis=1).max())
+
+
+def _synapse_fields(ident: str, src: Value, out_shape: tuple[int, ...], weight: np.ndarray, w_ctype: str, gain: float) -> dict[str, Any]:
+    out_ctype = _sum_ctype(src.bound * gain)
     return {
         "fn": f"{ident}_forward",
         "in_ctype": src.ctype,
@@ -126,27 +131,45 @@ def _synapse_fields(ident: str, src: Value, out_shape: tuple[int, ...], weight: 
     }
 
 
-def _lower_conv(low: Lowered, name: str, ident: str, node: Conv2d, src: Value, out_shape: tuple[int, ...]) -> Value:
+def fusable_pool(node: Conv2d, following: object) -> bool:
+    """True when ``following`` is a SumPool2d whose windows tile the conv output (kernel = stride):
+    every conv output then belongs to at most one window and can add straight into its sum."""
+    return isinstance(following, SumPool2d) and following.kernel == following.stride
+
+
+def _lower_conv(low: Lowered, name: str, ident: str, node: Conv2d, src: Value, conv_shape: tuple[int, ...], pool: tuple | None) -> Value:
+    """A Conv2d, fused with ``pool`` = (name, SumPool2d, output shape) when :func:`fusable_pool`."""
     w = node.weight.values
     o, i, kh, kw = w.shape
-    f = _synapse_fields(ident, src, out_shape, w, ctype(node.weight.dtype))
-    f.update(node=name, in_shape=shape_text(src.shape), out_shape=shape_text(out_shape), kh=kh, kw=kw)
+    out_shape = pool[2] if pool else conv_shape
+    (pkh, pkw) = pool[1].kernel if pool else (1, 1)
+    f = _synapse_fields(ident, src, out_shape, w, ctype(node.weight.dtype), _row_gain(w) * pkh * pkw)
+    f.update(node=name, in_shape=shape_text(src.shape), out_shape=shape_text(conv_shape), kh=kh, kw=kw)
     f.update(sh=node.stride[0], sw=node.stride[1], ph=node.padding[0], pw=node.padding[1])
-    f.update(in_c=i, in_h=src.shape[1], in_w=src.shape[2], out_c=o, out_h=out_shape[1], out_w=out_shape[2])
+    f.update(in_c=i, in_h=src.shape[1], in_w=src.shape[2], out_c=o)
+    f.update(rows_used=out_shape[1] * pkh, cols_used=out_shape[2] * pkw, dst_w=out_shape[2])
+    f.update(dst_row=f"row / {node.stride[0]}" + (f" / {pkh}" if pkh > 1 else ""))
+    f.update(dst_col=f"col / {node.stride[1]}" + (f" / {pkw}" if pkw > 1 else ""))
+    f["pool_note"] = (
+        f"\n * Fused with the SumPool2d {pool[0]} (kernel = stride = {pkh} x {pkw}): each output adds straight into its"
+        f"\n * window's sum, {shape_text(out_shape)}; rows and columns after the last whole window are dropped."
+        if pool
+        else ""
+    )
     h_, w_ = src.shape[1], src.shape[2]
     f["read"] = src.read(f"(h * {w_} + w) * {i} + i" if src.channels_last else f"(i * {h_} + h) * {w_} + w")
     # W[o][i][kr][kq] stored as [i][kr][kq][o]: one input position's fan-out is contiguous
     low.constants.append(c_array(f["w_ctype"], f["wname"], np.transpose(w, (1, 2, 3, 0))))
-    out = _add_synapse(low, "conv2d.c", f, src, out_shape, float(np.abs(w).reshape(o, -1).sum(axis=1).max()))
+    out = _add_synapse(low, "conv2d.c", f, src, out_shape, _row_gain(w) * pkh * pkw)
     return dataclasses.replace(out, channels_last=True)
 
 
 def _lower_linear(low: Lowered, name: str, ident: str, node: Linear, src: Value, out_shape: tuple[int, ...]) -> Value:
     w = node.weight.values
-    f = _synapse_fields(ident, src, out_shape, w, ctype(node.weight.dtype))
+    f = _synapse_fields(ident, src, out_shape, w, ctype(node.weight.dtype), _row_gain(w))
     f.update(node=name, read=src.read("i"))
     low.constants.append(c_array(f["w_ctype"], f["wname"], w.T))  # [i][o]: input i's column
-    return _add_synapse(low, "linear.c", f, src, out_shape, float(np.abs(w).sum(axis=1).max()))
+    return _add_synapse(low, "linear.c", f, src, out_shape, _row_gain(w))
 
 
 def _add_synapse(low: Lowered, template_name: str, f: dict[str, Any], src: Value, out_shape: tuple[int, ...], gain: float) -> Value:
@@ -285,11 +308,16 @@ def lower(graph: Graph) -> Lowered:
     clip = None if (c_type.min, c_type.max) == (inp.dtype.min, inp.dtype.max) else (inp.dtype.min, inp.dtype.max)
     value = Value("x", "qsnn_input_t", bound, inp.shape, events=one_bit, clip=clip)
     low, taken = Lowered(), set()
-    for name, node in chain[1:-1]:
+    nodes, k = chain[1:-1], 0
+    while k < len(nodes):
+        name, node = nodes[k]
         ident = c_identifier(name, taken)
         calls_before = len(low.calls)
         if isinstance(node, Conv2d):
-            value = _lower_conv(low, name, ident, node, value, shapes[name])
+            following = nodes[k + 1] if k + 1 < len(nodes) else (None, None)
+            pool = (following[0], following[1], shapes[following[0]]) if fusable_pool(node, following[1]) else None
+            value = _lower_conv(low, name, ident, node, value, shapes[name], pool)
+            k += 1 if pool else 0
         elif isinstance(node, Linear):
             value = _lower_linear(low, name, ident, node, value, shapes[name])
         elif isinstance(node, SumPool2d):
@@ -301,6 +329,7 @@ def lower(graph: Graph) -> Lowered:
         if inp.encoding == "static" and not low.layers:  # before the first LIF: the same every step
             low.prefix_calls += low.calls[calls_before:]
             del low.calls[calls_before:]
+        k += 1
     if not low.layers or value.buffer != low.layers[-1][1]:
         raise ExportError("C export: the Output must be fed by a LIF layer (optionally through a Flatten)")
     low.output = value
