@@ -16,8 +16,9 @@ Files (docs/formats.md, "C export"):
 
 The graph is lowered once (:func:`qsnn_deploy.exporters._c_lowering.lower`) into node
 renderings over typed buffers; the C text comes from the templates in ``c_templates/``
-(package data), filled with :class:`string.Template` (``$`` never occurs in the C code). Output is deterministic: the
-header comment names the generator version and the graph's SHA-256, not a date.
+(package data), filled with :class:`string.Template` (``$`` never occurs in the C code).
+Output is deterministic: the header comment names the generator version and the graph's
+SHA-256, not a date.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from qsnn_deploy.atomic import atomic_directory
-from qsnn_deploy.errors import ExportError
+from qsnn_deploy.errors import ExportError, QsnnError
 from qsnn_deploy.exporters._c_lowering import c_string, ctype, lower, shape_text, template
 from qsnn_deploy.ir import Graph
-from qsnn_deploy.targets import TargetProfile
+from qsnn_deploy.targets import TargetProfile, load_target
 
 GENERATOR = "qsnn-deploy c_export 1"
 GOLDEN_MAGIC = b"QSNNGLD1"
@@ -128,7 +129,7 @@ def golden_bytes(graph: Graph, x: np.ndarray, counts: np.ndarray, rasters: list[
     head = [n, timesteps, int(np.prod(x.shape[1:])), width, counts.shape[1], len(rasters)]
     head += [int(np.prod(r.shape[2:])) for r in rasters]
     parts = [GOLDEN_MAGIC, struct.pack(f"<{len(head)}I", *head)]
-    little = np.dtype(f"<i{width}")
+    little = np.dtype(f"<{'i' if graph.input.dtype.signed else 'u'}{width}")
     for i in range(n):
         parts.append(np.asarray(x[i]).astype(little).tobytes())
         parts.append(np.asarray(counts[i], dtype="<u4").tobytes())
@@ -140,7 +141,7 @@ def export_c(
     graph: Graph,
     path: str | os.PathLike[str],
     *,
-    target: TargetProfile | None = None,
+    target: TargetProfile | str | None = None,
     timesteps: int | None = None,
     golden: np.ndarray | None = None,
 ) -> Path:
@@ -149,16 +150,22 @@ def export_c(
     Args:
         graph: the frozen integer graph (a chain ending in LIF [-> Flatten] -> Output).
         path: the output folder; an existing one is replaced as a whole.
-        target: the profile the graph was frozen for (named in the file headers).
+        target: the profile (or built-in name) the graph was frozen for, named in the file headers.
         timesteps: T, required: the model's step count.
         golden: N input samples for ``golden.bin`` (simulated with the reference backend).
 
     Raises:
-        ExportError: no T, a graph the C model cannot hold (see :func:`lower`), bad golden inputs.
+        ExportError: no T, a graph the C model cannot hold (an input type over 32 bits, a sum
+            that could leave int64, an Output not fed by a LIF), bad golden inputs, an unknown target.
         TargetError: a membrane overflow under overflow ``error`` while simulating the golden inputs.
     """
     from qsnn_deploy.exporters.json_graph import simulate_golden
 
+    if isinstance(target, str):
+        try:
+            target = load_target(target)
+        except QsnnError as exc:
+            raise ExportError(str(exc)) from None
     files: dict[str, bytes] = {k: v.encode("utf-8") for k, v in to_c_sources(graph, timesteps=timesteps, target=target).items()}
     if golden is not None:
         x, res = simulate_golden(graph, golden, timesteps)
