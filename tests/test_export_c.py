@@ -367,3 +367,14 @@ def test_input_values_outside_the_input_type_are_clipped_to_it(tmp_path):
     counts = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
     expected = simulate(graph, np.minimum(raw, 3), steps, backend="reference").counts[0]
     assert counts == expected.tolist() and sum(counts) > 0
+
+
+def test_any_node_names_give_valid_c(tmp_path):
+    # names are free text in the graph JSON: comment closers, quotes, trigraphs, non-ASCII, digits first
+    graph = make_graph(15, True)
+    names = {"input": "in", "conv1": "1conv*/", "pool1": 'p"o\\ol??/', "lif1": "lif é */ x", "flatten": "f", "fc": "fc", "lif2": "lif-2"}
+    names["output"] = "out"
+    renamed = Graph({names[n]: v for n, v in graph.nodes.items()}, tuple((names[a], names[b]) for a, b in graph.edges))
+    out = _export_and_test(renamed, random_input(renamed, 2, 16), 5, tmp_path / "c", flags=(STRICT,))
+    assert "PASS 2 samples" in out
+    assert 'qsnn_layer_names[QSNN_NUM_LAYERS] = {"lif \\303\\251 */ x", "lif-2"}' in (tmp_path / "c" / "model.c").read_text()

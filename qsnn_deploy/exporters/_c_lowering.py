@@ -99,6 +99,11 @@ def c_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def comment_text(text: str) -> str:
+    """``text`` safe inside a C comment: printable ASCII, no ``*/``, no ``?`` (trigraphs)."""
+    return re.sub(r"[^ -~]|\?", "_", text).replace("*/", "*_")
+
+
 def c_array(ctype_: str, name: str, values: np.ndarray, per_line: int = 16) -> str:
     """``static const ctype name[n] = {...};`` with the values in row-major order."""
     flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
@@ -144,14 +149,14 @@ def _lower_conv(low: Lowered, name: str, ident: str, node: Conv2d, src: Value, c
     out_shape = pool[2] if pool else conv_shape
     (pkh, pkw) = pool[1].kernel if pool else (1, 1)
     f = _synapse_fields(ident, src, out_shape, w, ctype(node.weight.dtype), _row_gain(w) * pkh * pkw)
-    f.update(node=name, in_shape=shape_text(src.shape), out_shape=shape_text(conv_shape), kh=kh, kw=kw)
+    f.update(node=comment_text(name), in_shape=shape_text(src.shape), out_shape=shape_text(conv_shape), kh=kh, kw=kw)
     f.update(sh=node.stride[0], sw=node.stride[1], ph=node.padding[0], pw=node.padding[1])
     f.update(in_c=i, in_h=src.shape[1], in_w=src.shape[2], out_c=o)
     f.update(rows_used=out_shape[1] * pkh, cols_used=out_shape[2] * pkw, dst_w=out_shape[2])
     f.update(dst_row=f"row / {node.stride[0]}" + (f" / {pkh}" if pkh > 1 else ""))
     f.update(dst_col=f"col / {node.stride[1]}" + (f" / {pkw}" if pkw > 1 else ""))
     f["pool_note"] = (
-        f"\n * Fused with the SumPool2d {pool[0]} (kernel = stride = {pkh} x {pkw}): each output adds straight into its"
+        f"\n * Fused with the SumPool2d {comment_text(pool[0])} (kernel = stride = {pkh} x {pkw}): each output adds straight into its"
         f"\n * window's sum, {shape_text(out_shape)}; rows and columns after the last whole window are dropped."
         if pool
         else ""
@@ -167,7 +172,7 @@ def _lower_conv(low: Lowered, name: str, ident: str, node: Conv2d, src: Value, c
 def _lower_linear(low: Lowered, name: str, ident: str, node: Linear, src: Value, out_shape: tuple[int, ...]) -> Value:
     w = node.weight.values
     f = _synapse_fields(ident, src, out_shape, w, ctype(node.weight.dtype), _row_gain(w))
-    f.update(node=name, read=src.read("i"))
+    f.update(node=comment_text(name), read=src.read("i"))
     low.constants.append(c_array(f["w_ctype"], f["wname"], w.T))  # [i][o]: input i's column
     return _add_synapse(low, "linear.c", f, src, out_shape, _row_gain(w))
 
@@ -185,7 +190,7 @@ def _lower_pool(low: Lowered, name: str, ident: str, node: SumPool2d, src: Value
     row, col = f"r * {node.stride[0]} + kr", f"q * {node.stride[1]} + kq"
     f = {
         "read": src.read(f"(({row}) * {w_} + {col}) * {c_} + c" if src.channels_last else f"(c * {h_} + {row}) * {w_} + {col}"),
-        "node": name,
+        "node": comment_text(name),
         "fn": f"{ident}_forward",
         "in_shape": shape_text(src.shape),
         "out_shape": shape_text(out_shape),
@@ -232,7 +237,7 @@ def _lower_flatten(low: Lowered, name: str, ident: str, src: Value, out_shape: t
     if not src.channels_last:
         return dataclasses.replace(src, shape=out_shape)
     channels, size = src.shape[0], src.size
-    f = {"node": name, "fn": f"{ident}_forward", "shape": shape_text(src.shape), "ctype": src.ctype, "size": size}
+    f = {"node": comment_text(name), "fn": f"{ident}_forward", "shape": shape_text(src.shape), "ctype": src.ctype, "size": size}
     f.update(out=f"{ident}_out", channels=channels, plane=size // channels)
     low.buffers.append(f"static {src.ctype} {f['out']}[{size}];")
     low.functions.append(template("to_chw.c").substitute(f))
@@ -248,7 +253,7 @@ def _lower_lif(low: Lowered, name: str, ident: str, node: LIF, src: Value) -> Va
     cmp = ">" if p.compare == "gt" else ">="
     immediate = {"subtract": "if (s) v -= thr;", "zero": "if (s) v = 0;"}[p.reset] if p.reset_timing == "immediate" else ""
     f = {
-        "node": name,
+        "node": comment_text(name),
         "fn": f"{ident}_step",
         "cname": ident,
         "in_ctype": src.ctype,
@@ -336,4 +341,4 @@ def lower(graph: Graph) -> Lowered:
     return low
 
 
-__all__ = ["Lowered", "Value", "c_array", "c_identifier", "c_string", "ctype", "lower", "shape_text", "template"]
+__all__ = ["Lowered", "Value", "c_array", "c_identifier", "c_string", "comment_text", "ctype", "lower", "shape_text", "template"]
