@@ -378,3 +378,20 @@ def test_any_node_names_give_valid_c(tmp_path):
     out = _export_and_test(renamed, random_input(renamed, 2, 16), 5, tmp_path / "c", flags=(STRICT,))
     assert "PASS 2 samples" in out
     assert 'qsnn_layer_names[QSNN_NUM_LAYERS] = {"lif \\303\\251 */ x", "lif-2"}' in (tmp_path / "c" / "model.c").read_text()
+
+
+def test_a_failed_folder_write_leaves_the_previous_folder_as_it_was(tmp_path):
+    from qsnn_deploy.atomic import atomic_directory
+
+    dest = tmp_path / "model_c"
+    dest.mkdir()
+    (dest / "model.c").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_directory(dest) as tmp:
+            (tmp / "model.c").write_text("half")
+            raise RuntimeError("writer failed")
+    assert (dest / "model.c").read_text() == "old"
+    graph = make_graph(17, True)
+    with pytest.raises(ExportError, match="golden inputs"):
+        export(graph, "c", dest, timesteps=4, golden=np.zeros((2, 1, 3, 3), np.int64))  # wrong shape
+    assert [p.name for p in tmp_path.iterdir()] == ["model_c"] and (dest / "model.c").read_text() == "old"
