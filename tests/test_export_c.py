@@ -311,7 +311,8 @@ def test_cli_export_c_writes_the_folder_and_replaces_it_only_with_force(runner, 
     args = ["export", str(model), "--format", "c", "-o", str(out), "--data", "synthetic", "--golden", "2"]
     first = runner.invoke(cli, args)
     assert first.exit_code == 0, first.output
-    assert sorted(p.name for p in out.iterdir()) == ["Makefile", "golden.bin", "model.c", "model.h", "testbench.c"]
+    assert sorted(p.name for p in out.iterdir()) == ["Makefile", "golden.bin", "golden_source.txt", "model.c", "model.h", "testbench.c"]
+    assert (out / "golden_source.txt").read_text().startswith("sample 0: synthetic test ")
     again = runner.invoke(cli, args)
     assert again.exit_code == 8 and "--force" in again.output
     (out / "stale.txt").write_text("left over")

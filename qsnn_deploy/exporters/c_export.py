@@ -35,6 +35,7 @@ import numpy as np
 from qsnn_deploy.atomic import atomic_directory
 from qsnn_deploy.errors import ExportError, QsnnError
 from qsnn_deploy.exporters._c_lowering import c_string, comment_text, ctype, lower, shape_text, template
+from qsnn_deploy.exporters.golden import GoldenSource
 from qsnn_deploy.ir import Graph
 from qsnn_deploy.targets import TargetProfile, load_target
 
@@ -122,7 +123,7 @@ def golden_bytes(graph: Graph, x: np.ndarray, counts: np.ndarray, rasters: list[
         counts: (N, n_out) output spike counts.
         rasters: per LIF layer in chain order, (T, N, *shape) 0/1 spikes.
     """
-    from qsnn_deploy.exporters.json_graph import raster_bytes
+    from qsnn_deploy.exporters.golden import raster_bytes
 
     width = _ctype_bytes(ctype(graph.input.dtype))
     n = len(x)
@@ -144,6 +145,7 @@ def export_c(
     target: TargetProfile | str | None = None,
     timesteps: int | None = None,
     golden: np.ndarray | None = None,
+    golden_source: GoldenSource | None = None,
 ) -> Path:
     """Write the C model folder ``path`` atomically (built beside it, then renamed into place).
 
@@ -153,13 +155,16 @@ def export_c(
         target: the profile (or built-in name) the graph was frozen for, named in the file headers.
         timesteps: T, required: the model's step count.
         golden: N input samples for ``golden.bin`` (simulated with the reference backend).
+        golden_source: where they came from; written to ``golden_source.txt``, one line per
+            sample (``sample <i>: <data set> <split> <index>``), so that the testbench's
+            ``sample i`` can be found in the data set.
 
     Raises:
         ExportError: no T, a graph the C model cannot hold (an input type over 32 bits, a sum
             that could leave int64, an Output not fed by a LIF), bad golden inputs, an unknown target.
         TargetError: a membrane overflow under overflow ``error`` while simulating the golden inputs.
     """
-    from qsnn_deploy.exporters.json_graph import simulate_golden
+    from qsnn_deploy.exporters.golden import simulate_golden
 
     if isinstance(target, str):
         try:
@@ -171,6 +176,12 @@ def export_c(
         x, res = simulate_golden(graph, golden, timesteps)
         rasters = [res.spikes[name] for name, _ in graph.lif_layers()]
         files["golden.bin"] = golden_bytes(graph, x, np.asarray(res.counts), rasters, timesteps)
+        if golden_source is not None:
+            if len(golden_source.indices) != len(x):
+                raise ExportError(f"golden source names {len(golden_source.indices)} samples for {len(x)} inputs")
+            src = golden_source
+            lines = [f"sample {i}: {src.dataset} {src.split} {index}\n" for i, index in enumerate(src.indices)]
+            files["golden_source.txt"] = "".join(lines).encode("utf-8")
     with atomic_directory(path) as tmp:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
