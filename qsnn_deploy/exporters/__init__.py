@@ -108,6 +108,15 @@ FORMATS: dict[str, ExportFormat] = {
             summary="SynSense Xylo: XyloSim.from_specification arguments (NPZ), optional golden spikes",
             checks_target=True,
         ),
+        ExportFormat(
+            "c",
+            "c_export",
+            "export_c",
+            "_c",
+            (("target", "target"), ("timesteps", "timesteps"), ("golden", "golden"), ("golden_source", "golden_source")),
+            directory=True,
+            summary="C99 golden model + testbench + Makefile (HLS, microcontrollers, RTL testbenches)",
+        ),
     )
 }
 

@@ -38,8 +38,12 @@ def pack_raster(spikes: np.ndarray) -> str:
     Bit ``t * N + n`` (N neurons, n in C order) is the spike of neuron n at step t; the last
     byte is padded with zero bits.
     """
-    bits = np.asarray(spikes, dtype=np.uint8).reshape(-1)
-    return base64.b64encode(np.packbits(bits, bitorder="big").tobytes()).decode("ascii")
+    return base64.b64encode(raster_bytes(spikes)).decode("ascii")
+
+
+def raster_bytes(spikes: np.ndarray) -> bytes:
+    """The bits of :func:`pack_raster` before base64: ceil(T * N / 8) bytes, MSB first (also golden.bin's)."""
+    return np.packbits(np.asarray(spikes, dtype=np.uint8).reshape(-1), bitorder="big").tobytes()
 
 
 def unpack_raster(text: str, timesteps: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -97,20 +101,16 @@ def unpack_trace(text: str, timesteps: int, shape: tuple[int, ...], state: IntTy
     return v.reshape((timesteps, *shape))
 
 
-def golden_samples(
-    graph: Graph, inputs: np.ndarray, timesteps: int | None, *, trace: bool = False, source: GoldenSource | None = None
-) -> list[dict[str, Any]]:
-    """Golden samples, JSON-ready: each input with the simulator's outputs (docs/formats.md).
+def simulate_golden(graph: Graph, inputs: np.ndarray, timesteps: int | None, *, trace: bool = False) -> tuple[np.ndarray, Any]:
+    """Check golden inputs and simulate them (reference backend; spikes, and membranes with ``trace``).
 
-    Args:
-        graph: the frozen graph.
-        inputs: (N, *input shape) static or (N, T, *input shape) frame inputs.
-        timesteps: T.
-        trace: also store every LIF layer's membrane after every step (``membrane_traces``).
-        source: where the inputs came from; each sample records its data set, split and index.
+    The one simulation behind every export's golden vectors (JSON samples, the C export's golden.bin).
+
+    Returns:
+        (the inputs as an integer array, the :class:`~qsnn_deploy.sim.SimResult`).
 
     Raises:
-        ExportError: bad T or inputs; TargetError: a membrane overflow under policy ``error``.
+        ExportError: bad T or inputs, a failed simulation; TargetError: a membrane overflow under policy ``error``.
     """
     if timesteps is None:
         raise ExportError("golden vectors need timesteps")
@@ -137,8 +137,28 @@ def golden_samples(
         raise TargetError(f"golden vectors: {exc}"[:400]) from None
     except QsnnError as exc:
         raise ExportError(f"golden vectors: the simulation failed: {exc}"[:400]) from None
+    return x, res
+
+
+def golden_samples(
+    graph: Graph, inputs: np.ndarray, timesteps: int | None, *, trace: bool = False, source: GoldenSource | None = None
+) -> list[dict[str, Any]]:
+    """Golden samples, JSON-ready: each input with the simulator's outputs (docs/formats.md).
+
+    Args:
+        graph: the frozen graph.
+        inputs: (N, *input shape) static or (N, T, *input shape) frame inputs.
+        timesteps: T.
+        trace: also store every LIF layer's membrane after every step (``membrane_traces``).
+        source: where the inputs came from; each sample records its data set, split and index.
+
+    Raises:
+        ExportError: bad T or inputs; TargetError: a membrane overflow under policy ``error``.
+    """
+    x, res = simulate_golden(graph, inputs, timesteps, trace=trace)
     if source is not None and len(source.indices) != len(x):
         raise ExportError(f"golden source names {len(source.indices)} samples for {len(x)} inputs")
+    node = graph.input
     counts = np.asarray(res.counts)
     layers = {name: np.asarray(v) for name, v in res.layer_spike_counts.items()}
     states = {name: node.state for name, node in graph.lif_layers()}
@@ -217,7 +237,9 @@ __all__ = [
     "golden_samples",
     "pack_raster",
     "pack_trace",
+    "raster_bytes",
     "read_golden",
+    "simulate_golden",
     "trace_bytes",
     "unpack_raster",
     "unpack_trace",
