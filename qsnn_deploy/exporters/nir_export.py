@@ -110,74 +110,75 @@ def _feeding_synapse(chain: list[tuple[str, Any]], index: int) -> tuple[int, int
     return None
 
 
-def _plan(chain: list[tuple[str, Any]], dialect: str, dt: float) -> tuple[dict[int, Any], dict[int, dict[str, np.ndarray]]]:
-    """NIR neurons per LIF index, and per synapse index the gain and bias to fold into it."""
+def _snntorch_neuron(name: str, node: LIF, full: tuple[int, ...], fed: tuple[int, int] | None, dt: float, folds: dict) -> Any:
+    """snnTorch: thresholds and biases fold into the feeding synapse, the neuron has threshold 1."""
     import nir
 
+    thr, bias, beta = node.threshold.values.astype(np.float64), node.bias.values.astype(np.float64), node.decay
+    if fed is None:
+        raise ExportError(
+            f"LIF {name!r}: the snntorch dialect folds thresholds into the preceding Conv2d/Linear, "
+            "and none feeds this layer directly (through sum pools only)"
+        )
+    j, area = fed
+    folds[j] = {"gain": 2.0**node.input_shift * area / thr, "bias": bias / thr}
+    tau = dt / (1.0 - beta) if beta < 1.0 else dt * NO_LEAK_TAU
+    ones = np.ones(full, dtype=np.float32)
+    return nir.LIF(
+        tau=ones * np.float32(tau),
+        r=ones * np.float32(tau / dt),
+        v_leak=0 * ones,
+        v_threshold=ones.copy(),
+        v_reset=0 * ones,
+        metadata=_lif_contract(node, dt, 1.0 / thr),
+    )
+
+
+def _norse_neuron(name: str, node: LIF, full: tuple[int, ...], fed: tuple[int, int] | None, dt: float, folds: dict) -> Any:
+    """norse: per-neuron thresholds in membrane units; the bias rides on the feeding synapse."""
+    import nir
+
+    thr, bias, beta = node.threshold.values.astype(np.float64), node.bias.values.astype(np.float64), node.decay
+    s2 = 2.0**node.input_shift
+    per_chan = (-1,) + (1,) * (len(full) - 1)
+
+    def expand(v: np.ndarray) -> np.ndarray:
+        return _f32(np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(per_chan), full))
+
+    # the bias rides on the synapse, so v_leak = 0: readers start v at v_leak, and V[-1] = 0
+    leak = np.zeros_like(bias)
+    if node.bias.values.any():
+        if fed is not None:
+            folds[fed[0]] = {"gain": np.ones_like(thr), "bias": bias / (s2 * fed[1])}
+        elif beta < 1.0:
+            leak = bias / s2  # no synapse to carry it: a resting potential (norse starts v there)
+        else:
+            raise ExportError(f"LIF {name!r}: NIR's IF neuron has no bias, and no Conv2d/Linear feeds this layer directly to carry it")
+    ones = np.ones(full, dtype=np.float32)
+    if beta < 1.0:
+        k = (1.0 - beta) / s2
+        return nir.LIF(
+            tau=ones * np.float32(dt / (1.0 - beta)),
+            r=ones,
+            v_leak=expand(leak),
+            v_threshold=expand(thr * k),
+            v_reset=0 * ones,
+            metadata=_lif_contract(node, dt, k),
+        )
+    return nir.IF(r=ones / np.float32(dt), v_threshold=expand(thr / s2), v_reset=0 * ones, metadata=_lif_contract(node, dt, 1.0 / s2))
+
+
+def _plan(chain: list[tuple[str, Any]], dialect: str, dt: float) -> tuple[dict[int, Any], dict[int, dict[str, np.ndarray]]]:
+    """NIR neurons per LIF index, and per synapse index the gain and bias to fold into it."""
     neurons: dict[int, Any] = {}
     folds: dict[int, dict[str, np.ndarray]] = {}
     shapes = [chain[0][1].shape]
     for _, node in chain[1:]:
         shapes.append(node.output_shape(shapes[-1]))
+    make = _snntorch_neuron if dialect == "snntorch" else _norse_neuron
     for i, (name, node) in enumerate(chain):
-        if not isinstance(node, LIF):
-            continue
-        full = shapes[i]
-        per_chan = (-1,) + (1,) * (len(full) - 1)
-        thr = node.threshold.values.astype(np.float64)
-        bias = node.bias.values.astype(np.float64)
-        s2 = 2.0**node.input_shift
-        beta = node.decay
-        fed = _feeding_synapse(chain, i)
-
-        def expand(v: np.ndarray) -> np.ndarray:
-            return _f32(np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(per_chan), full))
-
-        if dialect == "snntorch":
-            if fed is None:
-                raise ExportError(
-                    f"LIF {name!r}: the snntorch dialect folds thresholds into the preceding Conv2d/Linear, "
-                    "and none feeds this layer directly (through sum pools only)"
-                )
-            j, area = fed
-            folds[j] = {"gain": s2 * area / thr, "bias": bias / thr}
-            tau = dt / (1.0 - beta) if beta < 1.0 else dt * NO_LEAK_TAU
-            ones = np.ones(full, dtype=np.float32)
-            neurons[i] = nir.LIF(
-                tau=ones * np.float32(tau),
-                r=ones * np.float32(tau / dt),
-                v_leak=0 * ones,
-                v_threshold=ones.copy(),
-                v_reset=0 * ones,
-                metadata=_lif_contract(node, dt, 1.0 / thr),
-            )
-        else:
-            # the bias rides on the synapse, so v_leak = 0: readers start v at v_leak, and V[-1] = 0
-            leak = np.zeros_like(bias)
-            if node.bias.values.any():
-                if fed is not None:
-                    folds[fed[0]] = {"gain": np.ones_like(thr), "bias": bias / (s2 * fed[1])}
-                elif beta < 1.0:
-                    leak = bias / s2  # no synapse to carry it: a resting potential (norse starts v there)
-                else:
-                    raise ExportError(
-                        f"LIF {name!r}: NIR's IF neuron has no bias, and no Conv2d/Linear feeds this layer directly to carry it"
-                    )
-            ones = np.ones(full, dtype=np.float32)
-            if beta < 1.0:
-                k = (1.0 - beta) / s2
-                neurons[i] = nir.LIF(
-                    tau=ones * np.float32(dt / (1.0 - beta)),
-                    r=ones,
-                    v_leak=expand(leak),
-                    v_threshold=expand(thr * k),
-                    v_reset=0 * ones,
-                    metadata=_lif_contract(node, dt, k),
-                )
-            else:
-                neurons[i] = nir.IF(
-                    r=ones / np.float32(dt), v_threshold=expand(thr / s2), v_reset=0 * ones, metadata=_lif_contract(node, dt, 1.0 / s2)
-                )
+        if isinstance(node, LIF):
+            neurons[i] = make(name, node, shapes[i], _feeding_synapse(chain, i), dt, folds)
     return neurons, folds
 
 

@@ -100,79 +100,103 @@ def _materialise(stages: list[_Stage], dtype: str) -> tuple[_Stage, ...]:
     return tuple(out)
 
 
+class _Planner:
+    """Walks the chain once, grouping the maps before each LIF layer into a :class:`_Segment`.
+
+    ``bound`` is the running magnitude bound of the current activations (:mod:`qsnn_deploy.analysis.bounds`,
+    with pool folds applied), ``worst`` its maximum over the segment: it picks the segment's dtype.
+    """
+
+    def __init__(self, graph: Graph):
+        inp = graph.input
+        self.shapes = graph.shapes()
+        self.f32_ok = _float32_exact()
+        self.segments: list[_Segment] = []
+        self.stages: list[_Stage] = []
+        self.int_nodes: list[Any] = []
+        self.bound = self.worst = float(max(abs(inp.dtype.min), abs(inp.dtype.max)))
+        self.static = inp.encoding == "static"
+        self.prev_shape = inp.shape
+        self.elements = int(np.prod(self.prev_shape))
+        self.flat_src = self.prev_shape
+
+    def conv(self, node: Conv2d, nxt: Any) -> bool:
+        """Add a conv (folded with the sum pool after it when cheaper); True if the pool was consumed."""
+        folded = _fold_pool(node, nxt, self.prev_shape) if isinstance(nxt, SumPool2d) else None
+        if folded is None:
+            self.stages.append(_Stage("conv", node.weight.values, node.stride, node.padding))
+            self.bound *= weight_gain(node.weight.values)
+            self.int_nodes.append(node)
+            return False
+        self.stages.append(_Stage("conv", folded[0], folded[1], node.padding))
+        self.bound *= weight_gain(folded[0])
+        self.int_nodes += [node, nxt]
+        return True
+
+    def flatten(self, node: Flatten, nxt: Any) -> None:
+        # Before a Linear, flatten in (H, W, C) order, a free view of channels-last memory,
+        # and permute the Linear's columns to match (done when the Linear is reached).
+        nhwc = len(self.prev_shape) == 3 and isinstance(nxt, Linear)
+        self.flat_src = self.prev_shape
+        self.stages.append(_Stage("flatten_nhwc" if nhwc else "flatten"))
+        self.int_nodes.append(node)
+
+    def linear(self, node: Linear) -> None:
+        w = node.weight.values
+        if self.stages and self.stages[-1].kind == "flatten_nhwc":
+            c, h, wd = self.flat_src
+            w = w.reshape(-1, c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+        self.stages.append(_Stage("linear", w))
+        self.bound *= weight_gain(w)
+        self.int_nodes.append(node)
+
+    def lif(self, name: str, node: LIF) -> None:
+        dtype = "float32" if self.worst < 2**24 and self.f32_ok else "float64" if self.worst < 2**53 else "int64"
+        params = lif.LIFParams.from_node(node, name)
+        self.segments.append(
+            _Segment(
+                name,
+                params,
+                self.shapes[name],
+                _materialise(self.stages, dtype),
+                tuple(self.int_nodes),
+                dtype,
+                self.static,
+                self.elements,
+                float_lif_exact(params, self.bound),
+            )
+        )
+        self.stages, self.int_nodes, self.static = [], [], False
+        self.bound = self.worst = 1.0  # the next segment's input is 0/1 spikes
+        self.elements = 0
+
+
 def _plan(graph: Graph) -> list[_Segment]:
-    shapes = graph.shapes()
-    chain = graph.chain()
-    inp = graph.input
-    nodes = [(n, v) for n, v in chain[1:] if not isinstance(v, Output)]
-    f32_ok = _float32_exact()
-    segments: list[_Segment] = []
-    stages: list[_Stage] = []
-    int_nodes: list[Any] = []
-    bound = worst = float(max(abs(inp.dtype.min), abs(inp.dtype.max)))
-    static = inp.encoding == "static"
-    prev_shape = inp.shape
-    elements = int(np.prod(prev_shape))
-    flat_src = prev_shape
+    planner = _Planner(graph)
+    nodes = [(n, v) for n, v in graph.chain()[1:] if not isinstance(v, Output)]
     k = 0
     while k < len(nodes):
         name, node = nodes[k]
         nxt = nodes[k + 1][1] if k + 1 < len(nodes) else None
         if isinstance(node, Conv2d):
-            folded = _fold_pool(node, nxt, prev_shape) if isinstance(nxt, SumPool2d) else None
-            if folded is None:
-                stages.append(_Stage("conv", node.weight.values, node.stride, node.padding))
-                bound *= weight_gain(node.weight.values)
-                int_nodes.append(node)
-            else:
-                stages.append(_Stage("conv", folded[0], folded[1], node.padding))
-                bound *= weight_gain(folded[0])
-                int_nodes += [node, nxt]
+            if planner.conv(node, nxt):
                 k += 1
                 name = nodes[k][0]
         elif isinstance(node, SumPool2d):
-            stages.append(_Stage("pool", stride=node.stride, kernel=node.kernel))
-            bound *= node.kernel[0] * node.kernel[1]
-            int_nodes.append(node)
+            planner.stages.append(_Stage("pool", stride=node.stride, kernel=node.kernel))
+            planner.bound *= node.kernel[0] * node.kernel[1]
+            planner.int_nodes.append(node)
         elif isinstance(node, Flatten):
-            # Before a Linear, flatten in (H, W, C) order, a free view of channels-last memory,
-            # and permute the Linear's columns to match (done when the Linear is reached).
-            nhwc = len(prev_shape) == 3 and isinstance(nxt, Linear)
-            flat_src = prev_shape
-            stages.append(_Stage("flatten_nhwc" if nhwc else "flatten"))
-            int_nodes.append(node)
+            planner.flatten(node, nxt)
         elif isinstance(node, Linear):
-            w = node.weight.values
-            if stages and stages[-1].kind == "flatten_nhwc":
-                c, h, wd = flat_src
-                w = w.reshape(-1, c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
-            stages.append(_Stage("linear", w))
-            bound *= weight_gain(w)
-            int_nodes.append(node)
+            planner.linear(node)
         elif isinstance(node, LIF):
-            dtype = "float32" if worst < 2**24 and f32_ok else "float64" if worst < 2**53 else "int64"
-            params = lif.LIFParams.from_node(node, name)
-            segments.append(
-                _Segment(
-                    name,
-                    params,
-                    shapes[name],
-                    _materialise(stages, dtype),
-                    tuple(int_nodes),
-                    dtype,
-                    static,
-                    elements,
-                    float_lif_exact(params, bound),
-                )
-            )
-            stages, int_nodes, static = [], [], False
-            bound = worst = 1.0  # the next segment's input is 0/1 spikes
-            elements = 0
-        worst = max(worst, bound)
-        prev_shape = shapes[name]
-        elements = max(elements, int(np.prod(prev_shape)))
+            planner.lif(name, node)
+        planner.worst = max(planner.worst, planner.bound)
+        planner.prev_shape = planner.shapes[name]
+        planner.elements = max(planner.elements, int(np.prod(planner.prev_shape)))
         k += 1
-    return segments
+    return planner.segments
 
 
 _PLANS: dict[int, tuple[weakref.ref, bool, list[_Segment]]] = {}
