@@ -1,11 +1,10 @@
 """Small random integer graphs for tests: conv -> sumpool -> LIF -> flatten -> linear -> LIF.
 
 ``make_graph(seed)`` is deterministic in ``seed`` and its keyword options. Weights are
-random INT4_NARROW; thresholds are calibrated (with the tiny, naive integer loop below, a
-transcription of the LIF docstring in :mod:`qsnn_deploy.ir.nodes`, kept independent of the
-simulator) so that each spiking layer fires in roughly 5-40 % of its neuron-steps.
+random INT4_NARROW; thresholds are calibrated (with the naive integer loop of :mod:`oracles`, a
+transcription of docs/arithmetic.md kept independent of the simulator) so that each spiking layer fires in roughly 5-40 % of its neuron-steps.
 ``random_input`` draws matching inputs; ``run_sim`` runs the bit-accurate simulator and
-``reference_run`` the naive loop over a whole graph (an independent cross-check of it).
+:func:`oracles.oracle_run` the naive loop over a whole graph (an independent cross-check of it).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+from oracles import oracle_apply, oracle_lif_layer
 
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d
 from qsnn_deploy.ir.dtypes import IntType
@@ -132,104 +132,13 @@ def _layer_sums(nodes: list[tuple[str, Any]], x: np.ndarray) -> np.ndarray:
     for xt in steps:
         v = xt
         for _, node in nodes:
-            v = _apply(node, v)
+            v = oracle_apply(node, v)
         out.append(v)
     return np.stack(out)
 
 
 def _lif_loop(node: LIF, a: np.ndarray) -> np.ndarray:
-    return np.stack(_run_lif(node, a))
-
-
-# --- the naive integer loop used for calibration --------------------------------------------
-
-
-def _conv(w: np.ndarray, x: np.ndarray, stride: tuple[int, int], padding: tuple[int, int]) -> np.ndarray:
-    o, i, kh, kw = w.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
-    ho = (xp.shape[2] - kh) // stride[0] + 1
-    wo = (xp.shape[3] - kw) // stride[1] + 1
-    y = np.zeros((x.shape[0], o, ho, wo), dtype=np.int64)
-    for r in range(ho):
-        for c in range(wo):
-            patch = xp[:, :, r * stride[0] : r * stride[0] + kh, c * stride[1] : c * stride[1] + kw]
-            y[:, :, r, c] = np.einsum("bikl,oikl->bo", patch, w)
-    return y
-
-
-def _apply(node: Any, x: np.ndarray) -> np.ndarray:
-    if isinstance(node, Conv2d):
-        return _conv(node.weight.values, x, node.stride, node.padding)
-    if isinstance(node, SumPool2d):
-        (kh, kw), (sh, sw) = node.kernel, node.stride
-        ho, wo = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
-        y = np.zeros((*x.shape[:2], ho, wo), dtype=np.int64)
-        for r in range(ho):
-            for c in range(wo):
-                y[:, :, r, c] = x[:, :, r * sh : r * sh + kh, c * sw : c * sw + kw].sum(axis=(2, 3))
-        return y
-    if isinstance(node, Flatten):
-        return x.reshape(x.shape[0], -1)
-    if isinstance(node, Linear):
-        return x @ node.weight.values.T
-    raise TypeError(type(node).__name__)  # pragma: no cover - test helper
-
-
-def _run_lif(node: LIF, a: np.ndarray) -> list[np.ndarray]:
-    """Spikes of one LIF layer over T steps of synaptic sums ``a`` (T, B, C, ...)."""
-    chan = (1, -1) + (1,) * (a.ndim - 3)
-    thr = node.threshold.values.reshape(chan)
-    bias = node.bias.values.reshape(chan)
-    r = 0 if node.rounding == "floor" or node.decay_shift == 0 else 1 << (node.decay_shift - 1)
-    v = np.zeros(a.shape[1:], dtype=np.int64)
-    s = np.zeros_like(v)
-    out = []
-
-    def decay(u: np.ndarray) -> np.ndarray:
-        return (u * node.decay_mul + r) >> node.decay_shift
-
-    def ovf(u: np.ndarray) -> np.ndarray:
-        if node.overflow == "saturate":
-            return node.state.saturate(u)
-        if node.overflow == "wrap":
-            return node.state.wrap(u)
-        if not node.state.contains(u):
-            raise OverflowError("membrane overflow")
-        return u
-
-    for at in a:
-        current = (at.astype(np.int64) << node.input_shift) + bias
-        if node.reset_timing == "delayed":
-            if node.reset == "subtract":
-                v = ovf(decay(v) + current - s * thr)
-            else:
-                v = ovf(decay(v * (1 - s)) + current)
-            s = (v > thr if node.compare == "gt" else v >= thr).astype(np.int64)
-        else:
-            v = ovf(decay(v) + current)
-            s = (v > thr if node.compare == "gt" else v >= thr).astype(np.int64)
-            v = v - s * thr if node.reset == "subtract" else v * (1 - s)
-        out.append(s)
-    return out
-
-
-def reference_run(graph: Graph, x: np.ndarray, timesteps: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(counts (B, n_out), {lif: spikes (T, B, ...)}) by the naive integer loop.
-
-    ``x`` is (B, *shape) for static inputs and (B, T, *shape) for frames. An independent
-    cross-check of the simulator; ``overflow="error"`` raises OverflowError.
-    """
-    chain = graph.chain()
-    static = graph.input.encoding == "static"
-    values = [np.asarray(x if static else x[:, t], dtype=np.int64) for t in range(timesteps)]
-    spikes: dict[str, np.ndarray] = {}
-    for name, node in chain[1:-1]:
-        if isinstance(node, LIF):
-            values = _run_lif(node, np.stack(values))
-            spikes[name] = np.stack(values).astype(np.uint8)
-        else:
-            values = [_apply(node, v) for v in values]
-    return np.stack(values).sum(axis=0), spikes
+    return np.stack(oracle_lif_layer(node, a))
 
 
 def run_sim(graph: Graph, x: np.ndarray, timesteps: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:

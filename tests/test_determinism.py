@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from graph_factory import make_graph, random_input, reference_run
+from graph_factory import make_graph, random_input
+from oracles import oracle_run
 
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import LIF, Graph, Input, IntTensor, Output
@@ -157,7 +158,7 @@ def test_backends_give_identical_bits(options: dict) -> None:
     ref = simulate(g, x, T, backend="reference", record=True)
     fst = simulate(g, x, T, backend="fast", record=True)
     assert fst.backend == "fast" and fingerprint(ref) == fingerprint(fst)
-    naive_counts, naive_spikes = reference_run(g, x, T)  # the independent loop agrees too
+    naive_counts, naive_spikes = oracle_run(g, x, T)  # the independent loop agrees too
     assert np.array_equal(naive_counts, ref.counts)
     assert all(np.array_equal(naive_spikes[k], ref.spikes[k]) for k in naive_spikes)
 
@@ -260,7 +261,7 @@ def test_overflow_policies_at_the_edges(case: str, backend: str) -> None:
         res = simulate(g, x, 3, backend=backend)
         assert int(res.counts.sum()) == spikes, policy
         assert res.layers[0].saturations == overflows, policy  # counted for both policies
-        naive, _ = reference_run(g, x, 3)
+        naive, _ = oracle_run(g, x, 3)
         assert np.array_equal(naive, res.counts)
     g = narrow_lif_graph("error")
     if overflows:
@@ -291,7 +292,7 @@ def test_saturating_graph_counts_saturations_on_a_real_graph(backend: str) -> No
         x = random_input(g, 4, 0)
         results[policy] = simulate(g, x, T, backend=backend, record=True)
         assert results[policy].layers[0].saturations > 0 and results[policy].counts.sum() > 0
-        naive_counts, naive_spikes = reference_run(g, x, T)
+        naive_counts, naive_spikes = oracle_run(g, x, T)
         assert np.array_equal(naive_counts, results[policy].counts)
         assert all(np.array_equal(naive_spikes[k], results[policy].spikes[k]) for k in naive_spikes)
     assert not np.array_equal(results["saturate"].spikes["lif1"], results["wrap"].spikes["lif1"])

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 from graph_factory import make_graph, random_input  # noqa: E402
+from oracles import oracle_apply, oracle_run  # noqa: E402
 
 from qsnn_deploy.errors import GraphError, QsnnError, TargetError  # noqa: E402
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d  # noqa: E402
@@ -58,65 +59,6 @@ def assert_same(a: Any, b: Any) -> None:
         for k in a.spikes:
             assert a.spikes[k].dtype == b.spikes[k].dtype == np.uint8
             assert np.array_equal(a.spikes[k], b.spikes[k]), k
-
-
-# --- a naive, independent transcription of the IR semantics (loops, no shared code) -------------
-
-
-def naive_apply(node: Any, x: np.ndarray) -> np.ndarray:
-    if isinstance(node, Conv2d):
-        w = node.weight.values
-        (sh, sw), (ph, pw) = node.stride, node.padding
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        _, oh, ow = node.output_shape(x.shape[1:])
-        y = np.zeros((x.shape[0], w.shape[0], oh, ow), np.int64)
-        for r in range(oh):
-            for c in range(ow):
-                patch = xp[:, :, r * sh : r * sh + w.shape[2], c * sw : c * sw + w.shape[3]]
-                y[:, :, r, c] = np.einsum("bikl,oikl->bo", patch, w)
-        return y
-    if isinstance(node, SumPool2d):
-        (kh, kw), (sh, sw) = node.kernel, node.stride
-        _, oh, ow = node.output_shape(x.shape[1:])
-        return np.stack(
-            [np.stack([x[:, :, r * sh : r * sh + kh, c * sw : c * sw + kw].sum(axis=(2, 3)) for c in range(ow)], -1) for r in range(oh)], -2
-        )
-    if isinstance(node, Flatten):
-        return x.reshape(len(x), -1)
-    return x @ node.weight.values.T  # Linear
-
-
-def naive_run(graph: Graph, x: np.ndarray, steps: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(counts, {LIF: (T, B, ...) spikes}) straight from the LIF docstring, one step at a time."""
-    nodes = [(n, v) for n, v in graph.chain()[1:-1]]
-    state: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    spikes: dict[str, list[np.ndarray]] = {n: [] for n, v in nodes if isinstance(v, LIF)}
-    out = 0
-    for t in range(steps):
-        h = np.asarray(x if graph.input.encoding == "static" else x[:, t], np.int64)
-        for name, node in nodes:
-            if not isinstance(node, LIF):
-                h = naive_apply(node, h)
-                continue
-            chan = (1, -1) + (1,) * (h.ndim - 2)
-            thr, bias = node.threshold.values.reshape(chan), node.bias.values.reshape(chan)
-            v, s = state.get(name, (np.zeros_like(h), np.zeros_like(h)))
-            r = (1 << (node.decay_shift - 1)) if node.rounding == "half_up" and node.decay_shift else 0
-            dec = lambda u: (u * node.decay_mul + r) >> node.decay_shift  # noqa: E731 - small values only
-            i = (h << node.input_shift) + bias
-            if node.reset_timing == "delayed":
-                v = dec(v) + i - s * thr if node.reset == "subtract" else dec(v * (1 - s)) + i
-            else:
-                v = dec(v) + i
-            v = np.clip(v, node.state.min, node.state.max) if node.overflow == "saturate" else node.state.wrap(v)
-            s = ((v > thr) if node.compare == "gt" else (v >= thr)).astype(np.int64)
-            if node.reset_timing == "immediate":
-                v = v - s * thr if node.reset == "subtract" else v * (1 - s)
-            state[name] = (v, s)
-            spikes[name].append(s)
-            h = s
-        out = out + h
-    return np.asarray(out).reshape(len(x), -1), {n: np.stack(v).astype(np.uint8) for n, v in spikes.items()}
 
 
 def both(graph: Graph, x: np.ndarray, steps: int, **kw: Any) -> tuple[Any, Any]:
@@ -160,7 +102,7 @@ def test_reference_matches_naive_loop(static, options):
     g = make_graph(4, static, **options)
     x = random_input(g, 3, 9, T)
     res = simulate(g, x, T, backend="reference", record=True)
-    counts, spikes = naive_run(g, x, T)
+    counts, spikes = oracle_run(g, x, T)
     assert np.array_equal(res.counts, counts)
     for name, s in spikes.items():
         assert np.array_equal(res.spikes[name], s)
@@ -424,7 +366,7 @@ def test_accumulator_overflows_counted_not_altered(backend):
     plain = simulate(g, x, T, backend=backend)
     assert np.array_equal(res.counts, plain.counts)
     # independent count: the static layer-1 sums are the same at all T steps
-    a1 = naive_apply(g.nodes["pool1"], naive_apply(g.nodes["conv1"], x))
+    a1 = oracle_apply(g.nodes["pool1"], oracle_apply(g.nodes["conv1"], x))
     assert res.layers[0].accumulator_overflows == T * int(((a1 < -512) | (a1 > 511)).sum()) > 0
     assert plain.layers[0].accumulator_overflows == 0
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracles import oracle_lif_step  # noqa: E402
 
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import LIF, IntTensor
@@ -170,27 +171,9 @@ def test_rounding_symmetry(v, mul, k):
 
 
 def oracle_step(a: int, v: int, s: int, node: LIF) -> tuple[int, int, bool]:
-    """The LIF docstring in Python big integers, one neuron of channel 0: (V, S, overflowed)."""
-    thr, bias, st_type = int(node.threshold.values[0]), int(node.bias.values[0]), node.state
-    r = (1 << (node.decay_shift - 1)) if node.rounding == "half_up" and node.decay_shift > 0 else 0
-
-    def dec(x: int) -> int:
-        return (x * node.decay_mul + r) >> node.decay_shift
-
-    i = (a << node.input_shift) + bias
-    if node.reset_timing == "delayed":
-        u = dec(v) + i - s * thr if node.reset == "subtract" else dec(v * (1 - s)) + i
-    else:
-        u = dec(v) + i
-    over = not st_type.min <= u <= st_type.max
-    if over and node.overflow == "saturate":
-        u = min(max(u, st_type.min), st_type.max)
-    elif over and node.overflow == "wrap":
-        u = (u - st_type.min) % (1 << st_type.bits) + st_type.min
-    spike = int(u > thr if node.compare == "gt" else u >= thr)
-    if node.reset_timing == "immediate" and spike:
-        u = u - thr if node.reset == "subtract" else 0
-    return u, spike, over
+    """The shared oracle on Python big integers, one neuron of channel 0: (V, S, overflowed)."""
+    u, spike, over = oracle_lif_step(a, v, s, node, int(node.threshold.values[0]), int(node.bias.values[0]))
+    return int(u), int(spike), bool(over)
 
 
 @st.composite
