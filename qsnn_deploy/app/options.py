@@ -27,7 +27,11 @@ def model_options(fn):
     fn = click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of the checkpoint (runs code in it!).")(fn)
     fn = click.option("--preset", default=None, help="Config for a plain reference-code state_dict.")(fn)
     fn = click.option("--timesteps", type=click.IntRange(min=1), default=None, help="Override the number of time steps.")(fn)
-    fn = click.option("--target", default="int4-core", show_default=True, help="Target profile name or JSON file.")(fn)
+    fn = click.option(
+        "--target",
+        default=None,
+        help="Target profile name or JSON file.  [default: a graph JSON's own target; int4-core for a checkpoint]",
+    )(fn)
     fn = click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path, exists=True, dir_okay=False))(fn)
     return fn
 
