@@ -200,55 +200,53 @@ def _short_name(row: dict[str, Any]) -> str:
     return row["target"].partition("/")[2] or row["target"]
 
 
+def _label(names: list[str]) -> str:
+    """One label for variants that plot on one point: ``s32/d20,24`` for ``s32/d20`` and ``s32/d24``."""
+    heads = {n.rpartition("/")[0] for n in names}
+    tails = [n.rpartition("/")[2] for n in names]
+    if len(names) > 1 and len(heads) == 1 and len({t[0] for t in tails}) == 1:
+        head = heads.pop()
+        return (f"{head}/" if head else "") + tails[0][0] + ",".join(t[1:] for t in tails)
+    return ", ".join(names)
+
+
 def print_sweep(doc: dict[str, Any]) -> None:
-    """The sweep as a table: one row per variant, the Pareto front starred."""
+    """The sweep as a table: one row per variant, the Pareto front starred, failed variants listed below it."""
     from rich.table import Table
 
     from qsnn_deploy.app.reports import _console, _fmt_bits, _fmt_int, samples_text
 
-    table = Table(title=f"sweep of {doc['base_target']}: {samples_text(doc)}; * = Pareto front (memory, accuracy, identical trains)")
-    columns = (
-        "variant",
-        "state",
-        "weights",
-        "decay >>",
-        "memory",
-        "int acc",
-        "drop pp",
-        "pred agree",
-        "identical",
-        "spike agree",
-        "saturations",
+    table = Table(
+        title=f"variants of {doc['base_target']} on {samples_text(doc)} (sN state bits, wN weight bits, dN decay shift; * Pareto front)"
     )
+    columns = ("variant", "memory", "int acc", "drop pp", "pred agree", "identical trains", "spike agree % per layer", "saturations")
     for col in columns:
         table.add_column(col, justify="left" if col == "variant" else "right")
+    failed = []
     for row in doc["variants"]:
-        head = [
-            ("* " if row.get("pareto") else "  ") + _short_name(row),
-            str(row["state_bits"]),
-            str(row["weight_bits"]),
-            str(row["decay_shift"]),
-        ]
+        name = ("* " if row.get("pareto") else "  ") + _short_name(row)
         if row["error"] is not None:
-            table.add_row(*head, f"error: {row['error']}"[:120], *[""] * (len(columns) - 5), style="red")
+            failed.append(f"{_short_name(row)}: {row['error']}")
+            table.add_row(name, "failed", *[""] * (len(columns) - 2), style="red")
             continue
-        agreement = "/".join(f"{100 * v:.2f}" for v in row["layer_spike_agreement"].values())
         table.add_row(
-            *head,
+            name,
             _fmt_bits(row["memory_bits"]),
             f"{row['int_accuracy']:.2%}",
             f"{row['accuracy_drop_pp']:+.2f}",
             f"{row['prediction_agreement']:.2%}",
             f"{row['identical_output_share']:.2%}",
-            agreement,
+            " / ".join(f"{100 * v:.2f}" for v in row["layer_spike_agreement"].values()),
             _fmt_int(row["saturations"]),
         )
     console = _console()
     console.print(table)
     measured = [row for row in doc["variants"] if row["error"] is None]
     if measured:  # the float model and the data are the same for every variant
-        layers = "/".join(measured[0]["layer_spike_agreement"])
-        console.print(f"float QAT accuracy {measured[0]['float_accuracy']:.2%}; spike agreement per LIF layer ({layers})")
+        layers = " / ".join(measured[0]["layer_spike_agreement"])
+        console.print(f"float QAT accuracy {measured[0]['float_accuracy']:.2%}; spike agreement per LIF layer: {layers}")
+    for line in failed:
+        console.print(f"failed {line}", style="red", highlight=False)
 
 
 def plot_sweep(doc: dict[str, Any], path: str | Path) -> Path:
@@ -261,26 +259,34 @@ def plot_sweep(doc: dict[str, Any], path: str | Path) -> Path:
     from qsnn_deploy.atomic import atomic_path
 
     rows = sorted((r for r in doc["variants"] if r["error"] is None), key=lambda r: r["memory_bits"])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     panels = (("int_accuracy", "integer accuracy (%)"), ("identical_output_share", "identical output spike trains (%)"))
     for ax, (key, label) in zip(axes, panels):
-        kib = [r["memory_bits"] / 8192 for r in rows]
-        ax.scatter(kib, [100 * r[key] for r in rows], color="0.6", s=18, label="variant")
+        points: dict[tuple[float, float], list[str]] = {}  # variants with equal figures share one label
+        for r in rows:
+            points.setdefault((r["memory_bits"] / 8192, 100 * r[key]), []).append(_short_name(r))
+        ax.scatter([p[0] for p in points], [p[1] for p in points], color="0.55", s=18, zorder=2, label="variant")
         front = [r for r in rows if r.get("pareto")]
         ax.plot(
             [r["memory_bits"] / 8192 for r in front],
             [100 * r[key] for r in front],
-            "o-",
+            "o--",
             color="tab:red",
-            ms=6,
+            lw=0.8,
+            ms=8,
             mfc="none",
-            label="Pareto front",
+            zorder=3,
+            label="Pareto front (memory, accuracy, identical trains)",
         )
-        for r in rows:
-            ax.annotate(_short_name(r), (r["memory_bits"] / 8192, 100 * r[key]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        for (x, y), names in points.items():
+            ax.annotate(_label(names), (x, y), fontsize=6, xytext=(3, 4), textcoords="offset points", rotation=35)
         ax.set(xlabel="memory (KiB: weights + state + parameters)", ylabel=label)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    if rows:  # the float model is the same for every variant
+        axes[0].axhline(100 * rows[0]["float_accuracy"], color="tab:blue", lw=0.8, ls=":", label="float QAT model")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.subplots_adjust(bottom=0.22)
     fig.suptitle(f"{doc['base_target']} variants on {doc['samples']:,} samples of {Path(doc['model']).name}")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
