@@ -117,3 +117,17 @@ def test_sweep_in_worker_processes_matches_in_process(make_ckpt):
     assert all(r["error"] is None for r in one)
     assert one == two and [r["state_bits"] for r in one] == [24, 32]
     assert one[0]["memory_bits"] < one[1]["memory_bits"]
+
+
+def test_sweep_runs_variants_the_base_target_cannot(runner, make_ckpt, tmp_path):
+    """A 6-bit model does not fit int4-core's INT4 weights, but its w6 variant does."""
+    from qsnn_deploy.training.config import ModelConfig
+
+    model = make_ckpt(config=ModelConfig(timesteps=4, weight_bits=6))
+    out = tmp_path / "sweep.json"
+    res = runner.invoke(cli, ["sweep", str(model), "--weight-bits", "4,6", *DATA, "--json", str(out)])
+    assert res.exit_code == 0, (res.output, res.exception)
+    w4, w6 = json.loads(out.read_text())["variants"]
+    assert "beyond target weight type INT4_NARROW" in w4["error"]
+    assert w6["error"] is None and w6["weight_bits"] == 6 and 0 <= w6["int_accuracy"] <= 1
+    assert "failed w4: layer 'conv1'" in res.stdout

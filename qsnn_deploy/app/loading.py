@@ -19,7 +19,7 @@ from qsnn_deploy.targets import TargetProfile, load_target
 
 @dataclass
 class Deployable:
-    """A frozen graph, the float model it came from (None for a graph JSON), and its target."""
+    """A frozen graph (None if loaded unfrozen), the float model it came from (None for a graph JSON), and its target."""
 
     graph: Any
     target: TargetProfile
@@ -73,11 +73,14 @@ def load_deployable(
     trust: bool = False,
     preset: str | None = None,
     fraction_bits: int | None = None,
+    frozen: bool = True,
 ) -> Deployable:
     """Load a checkpoint (and freeze it for ``target``) or a graph JSON file.
 
     ``target`` None means the graph JSON's own target, or int4-core for a checkpoint; a target
     given for a graph JSON is checked against the graph (:class:`TargetError` if it does not fit).
+    ``frozen=False`` leaves a checkpoint unfrozen (``graph`` None), for callers that freeze it
+    for several targets themselves (``sweep``) and must not fail on one they will not use.
     """
     path = Path(path)
     kind = sniff_model_file(path)
@@ -106,7 +109,7 @@ def load_deployable(
     ckpt = load_checkpoint(path, trust=trust, config=config)
     model = build_model(ckpt)
     tgt = load_target(target or "int4-core")
-    graph = freeze(model, tgt, fraction_bits=fraction_bits)
+    graph = freeze(model, tgt, fraction_bits=fraction_bits) if frozen else None
     dataset = ckpt.train_config.dataset if ckpt.train_config else None
     return Deployable(graph, tgt, model, ckpt.model_config.timesteps, dataset, path)
 

@@ -36,13 +36,13 @@ def model_options(fn):
     return fn
 
 
-def load_model(model_path, target, timesteps, preset, trust_checkpoint):
-    """The :class:`~qsnn_deploy.app.loading.Deployable` that a command's MODEL options name."""
+def load_model(model_path, target, timesteps, preset, trust_checkpoint, frozen=True):
+    """The :class:`~qsnn_deploy.app.loading.Deployable` that a command's MODEL options name (see ``load_deployable``)."""
     from qsnn_deploy.app.loading import load_deployable, with_timesteps
 
     if trust_checkpoint:
         click.echo(f"warning: --trust-checkpoint: fully unpickling {model_path}; this runs any code the file holds", err=True)
-    return with_timesteps(load_deployable(model_path, target=target, trust=trust_checkpoint, preset=preset), timesteps)
+    return with_timesteps(load_deployable(model_path, target=target, trust=trust_checkpoint, preset=preset, frozen=frozen), timesteps)
 
 
 def warn_saturation_risks(dep) -> None:

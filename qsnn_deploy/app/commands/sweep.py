@@ -73,7 +73,8 @@ def sweep(
     from qsnn_deploy.app.sweep import plot_sweep, print_sweep, run_sweep, sweep_json, variants
     from qsnn_deploy.errors import QsnnError
 
-    dep = load_model(model_path, target, timesteps, preset, trust_checkpoint)
+    # unfrozen: the base target may not fit the model while the variants do (e.g. --weight-bits 6 for a 6-bit model)
+    dep = load_model(model_path, target, timesteps, preset, trust_checkpoint, frozen=False)
     if dep.model is None:
         raise QsnnError("sweep freezes the checkpoint once per variant: give a checkpoint, not a graph JSON")
     split = load_eval_data(dep, data, data_dir, limit)
