@@ -31,7 +31,7 @@ class Deployable:
 
 #: what MODEL accepts, for the messages that refuse other files
 MODEL_ACCEPTS = "MODEL must be a qsnn-deploy checkpoint (.pt) or a graph JSON written by `qsnn-deploy export --format json`"
-#: the bytes of the formats a MODEL argument may be confused with (their own specs)
+#: leading bytes of the formats a MODEL file may hold, as their specifications define them
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = b"\x80"  # pickle protocol >= 2 opcode; torch's legacy (non-zip) format
