@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qsnn_deploy.app.cli import cli
 from qsnn_deploy.app.sweep import Variant, pareto_front, parse_int_values
@@ -29,6 +31,12 @@ DATA = ["--data", "synthetic", "--limit", "12", "--quiet"]
 )
 def test_parse_int_values(text, values):
     assert parse_int_values(text) == values
+
+
+@given(low=st.integers(0, 64), span=st.integers(0, 64), step=st.integers(1, 16), extra=st.lists(st.integers(0, 128), max_size=4))
+def test_parse_int_values_matches_range(low, span, step, extra):
+    text = ",".join([f"{low}..{low + span}:{step}", *map(str, extra)])
+    assert parse_int_values(text) == sorted({*range(low, low + span + 1, step), *extra})
 
 
 @pytest.mark.parametrize("text", ["", "40..16", "16..40:0", "16..", "a,b", "16-40", "16..40:-4"])
