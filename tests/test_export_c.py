@@ -306,7 +306,7 @@ def test_cli_export_c_writes_the_folder_and_replaces_it_only_with_force(runner, 
     from qsnn_deploy.exporters.json_graph import export_graph_json
 
     graph = make_graph(11, True, size=28, conv_channels=2)  # 28 x 28 pixels, as the synthetic data set's
-    model = export_graph_json(graph, tmp_path / "g.graph.json", timesteps=6)
+    model = export_graph_json(graph, tmp_path / "g.graph.json", target="int4-core", timesteps=6)
     out = tmp_path / "model_c"
     args = ["export", str(model), "--format", "c", "-o", str(out), "--data", "synthetic", "--golden", "2"]
     first = runner.invoke(cli, args)

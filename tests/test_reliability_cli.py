@@ -14,40 +14,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 
 from qsnn_deploy.app.cli import cli
-from qsnn_deploy.training.checkpoint import Checkpoint, load_checkpoint, model_state, save_checkpoint
+from qsnn_deploy.training.checkpoint import load_checkpoint
 from qsnn_deploy.training.config import ModelConfig
-from qsnn_deploy.training.model import QSNN
 
 DATA = ["--data", "synthetic", "--limit", "8"]
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def base_state() -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    return model_state(QSNN(ModelConfig(timesteps=4)))
-
-
-@pytest.fixture
-def make_ckpt(tmp_path, base_state):
-    """Write a checkpoint of the tiny model, optionally edited; returns its path."""
-
-    def make(name: str = "model.pt", *, config: ModelConfig | None = None, edit: Any = None) -> Path:
-        cfg = config or ModelConfig(timesteps=4)
-        state = {k: v.clone() for k, v in base_state.items()} if config is None else model_state(QSNN(cfg))
-        if edit is not None:
-            edit(state)
-        return save_checkpoint(Checkpoint(cfg, state), tmp_path / "in" / name)
-
-    return make
 
 
 def _files(folder: Path) -> set[str]:

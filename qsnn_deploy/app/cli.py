@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "simulate": "simulate:simulate",
     "parity": "parity:parity",
     "export": "export:export",
+    "sweep": "sweep:sweep",
     "demo": "demo:demo",
 }
 

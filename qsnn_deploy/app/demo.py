@@ -53,8 +53,8 @@ def run_demo(
         console.print(f"    {fmt:6s} {path} ({path.stat().st_size / 1024:.0f} KiB)")
     console.print(f"[bold]3/4 simulate[/] on int4-core and run the float QAT model beside it: {source}")
     # one pass does both: parity runs the integer simulation and keeps its report
-    report = run_parity(dep.model, dep.graph, split.x, split.y, target=dep.target, progress=progress)
-    sim_doc = simulation_json(report.simulation, dep)
+    report = run_parity(dep.model, dep.graph, split.x, split.y, target=dep.target, progress=progress, requested=limit)
+    sim_doc = simulation_json(report.simulation, dep, requested=limit)
     print_simulation(sim_doc)
     write_json(out / "simulate.json", sim_doc)
     console.print("[bold]4/4 parity[/]: float QAT model vs integer simulation")

@@ -1,7 +1,9 @@
 """Library entry points behind the CLI: load what the user points at, get data for it.
 
 ``MODEL`` arguments are a checkpoint (frozen here for the target) or an exported graph
-JSON (already frozen; it carries its target).
+JSON (already frozen; it carries its target). Which one a file is comes from its content
+(:func:`sniff_model_file`), not its name; ONNX, QONNX and NIR files are recognised and refused
+with a message saying so, since they cannot be read back into the IR losslessly (see docs/cli.md).
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qsnn_deploy.errors import QsnnError
+from qsnn_deploy.errors import CheckpointError, QsnnError
 from qsnn_deploy.targets import TargetProfile, load_target
 
 
 @dataclass
 class Deployable:
-    """A frozen graph, the float model it came from (None for a graph JSON), and its target."""
+    """A frozen graph (None if loaded unfrozen), the float model it came from (None for a graph JSON), and its target."""
 
     graph: Any
     target: TargetProfile
@@ -27,23 +29,76 @@ class Deployable:
     source: Path
 
 
+#: what MODEL accepts, for the messages that refuse other files
+MODEL_ACCEPTS = "MODEL must be a qsnn-deploy checkpoint (.pt) or a graph JSON written by `qsnn-deploy export --format json`"
+#: leading bytes of the formats a MODEL file may hold, as their specifications define them
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = b"\x80"  # pickle protocol >= 2 opcode; torch's legacy (non-zip) format
+_ONNX_FIRST_TAG = b"\x08"  # ModelProto field 1 (ir_version, varint), written first by protobuf
+_QONNX_DOMAINS = (b"qonnx.custom_op", b"finn.custom_op")
+_SNIFF_BYTES = 64 << 20  # QONNX domains sit in node records, anywhere in the file
+
+
+def sniff_model_file(path: Path) -> str:
+    """What ``path`` holds, from its content: ``checkpoint``, ``json``, ``onnx``, ``qonnx``, ``nir`` or ``unknown``."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            if head.startswith(_ONNX_FIRST_TAG):
+                body = head + fh.read(_SNIFF_BYTES)
+                return "qonnx" if any(d in body for d in _QONNX_DOMAINS) else "onnx"
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the file ({exc})") from None
+    if head.startswith(_HDF5_MAGIC):
+        return "nir"
+    if head.startswith((_ZIP_MAGIC, _PICKLE_PROTO)):
+        return "checkpoint"
+    if head.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"{"):
+        return "json"
+    return "unknown"
+
+
+_FOREIGN = {
+    "onnx": "an ONNX model (a qsnn-deploy export or another tool's)",
+    "qonnx": "a QONNX model (ONNX with qonnx Quant/MultiThreshold nodes)",
+    "nir": "an HDF5 file (a NIR graph)",
+}
+
+
 def load_deployable(
     path: str | Path,
     *,
-    target: str | TargetProfile | None = "int4-core",
+    target: str | TargetProfile | None = None,
     trust: bool = False,
     preset: str | None = None,
     fraction_bits: int | None = None,
+    frozen: bool = True,
+    check: bool = True,
 ) -> Deployable:
-    """Load a checkpoint (and freeze it for ``target``) or a graph JSON file."""
+    """Load a checkpoint (and freeze it for ``target``) or a graph JSON file.
+
+    ``target`` None means the graph JSON's own target, or int4-core for a checkpoint; a target
+    given for a graph JSON is checked against the graph with the target's own rules
+    (:class:`TargetError` if it does not fit), unless ``check`` is False (the caller checks,
+    e.g. to honour ``--ignore-limits``).
+    ``frozen=False`` leaves a checkpoint unfrozen (``graph`` None), for callers that freeze it
+    for several targets themselves (``sweep``) and must not fail on one they will not use.
+    """
     path = Path(path)
-    if path.suffix == ".json":
+    kind = sniff_model_file(path)
+    if kind in _FOREIGN:
+        raise CheckpointError(f"{path} is {_FOREIGN[kind]}, which cannot be read back into the integer graph; {MODEL_ACCEPTS}")
+    if kind == "json" or (kind == "unknown" and path.suffix == ".json"):
         from qsnn_deploy.exporters.json_graph import read_graph_json
+        from qsnn_deploy.targets.checks import check_graph
 
         graph, embedded, meta = read_graph_json(path)
         tgt = load_target(target) if target is not None else embedded
         if tgt is None:
             raise QsnnError(f"{path}: the graph embeds no target; pass --target")
+        if target is not None and check:
+            check_graph(graph, tgt)
         timesteps = meta.get("timesteps") or graph.metadata.get("timesteps")
         if not timesteps:
             raise QsnnError(f"{path}: the graph states no number of time steps; pass --timesteps")
@@ -57,7 +112,7 @@ def load_deployable(
     ckpt = load_checkpoint(path, trust=trust, config=config)
     model = build_model(ckpt)
     tgt = load_target(target or "int4-core")
-    graph = freeze(model, tgt, fraction_bits=fraction_bits)
+    graph = freeze(model, tgt, fraction_bits=fraction_bits) if frozen else None
     dataset = ckpt.train_config.dataset if ckpt.train_config else None
     return Deployable(graph, tgt, model, ckpt.model_config.timesteps, dataset, path)
 

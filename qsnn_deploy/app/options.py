@@ -27,18 +27,24 @@ def model_options(fn):
     fn = click.option("--trust-checkpoint", is_flag=True, help="Allow full unpickling of the checkpoint (runs code in it!).")(fn)
     fn = click.option("--preset", default=None, help="Config for a plain reference-code state_dict.")(fn)
     fn = click.option("--timesteps", type=click.IntRange(min=1), default=None, help="Override the number of time steps.")(fn)
-    fn = click.option("--target", default="int4-core", show_default=True, help="Target profile name or JSON file.")(fn)
+    fn = click.option(
+        "--target",
+        default=None,
+        help="Target profile name or JSON file.  [default: a graph JSON's own target; int4-core for a checkpoint]",
+    )(fn)
     fn = click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path, exists=True, dir_okay=False))(fn)
     return fn
 
 
-def load_model(model_path, target, timesteps, preset, trust_checkpoint):
-    """The :class:`~qsnn_deploy.app.loading.Deployable` that a command's MODEL options name."""
+def load_model(model_path, target, timesteps, preset, trust_checkpoint, frozen=True):
+    """The :class:`~qsnn_deploy.app.loading.Deployable` that a command's MODEL options name (see ``load_deployable``)."""
     from qsnn_deploy.app.loading import load_deployable, with_timesteps
 
     if trust_checkpoint:
         click.echo(f"warning: --trust-checkpoint: fully unpickling {model_path}; this runs any code the file holds", err=True)
-    return with_timesteps(load_deployable(model_path, target=target, trust=trust_checkpoint, preset=preset), timesteps)
+    return with_timesteps(
+        load_deployable(model_path, target=target, trust=trust_checkpoint, preset=preset, frozen=frozen, check=False), timesteps
+    )
 
 
 def ignore_limits_option(fn):

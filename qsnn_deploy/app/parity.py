@@ -43,6 +43,8 @@ class ParityReport:
     target: str
     timesteps: int
     samples: int = 0
+    #: the ``--limit`` asked for (None: the whole split); ``samples`` is what ran
+    requested: int | None = None
     float_correct: int = 0
     int_correct: int = 0
     agree: int = 0
@@ -71,6 +73,7 @@ class ParityReport:
             "target": self.target,
             "timesteps": self.timesteps,
             "samples": self.samples,
+            "requested": self.requested,
             "accuracy": self.int_accuracy,
             "float_accuracy": self.float_accuracy,
             "int_accuracy": self.int_accuracy,
@@ -134,8 +137,13 @@ def run_parity(
     batch_size: int = 128,
     backend: str = "auto",
     progress: bool = True,
+    requested: int | None = None,
 ) -> ParityReport:
-    """Compare ``model`` (float QAT, eval mode) with ``graph`` (its frozen integer graph) on (x, y)."""
+    """Compare ``model`` (float QAT, eval mode) with ``graph`` (its frozen integer graph) on (x, y).
+
+    ``requested`` is the number of samples the user asked for (``--limit``), kept in the report
+    so it can say when the split held fewer.
+    """
     import torch
     from tqdm import tqdm
 
@@ -145,7 +153,7 @@ def run_parity(
     timesteps = model.config.timesteps
     lif_names = [name for name, _ in graph.lif_layers()]
     shapes = graph.shapes()
-    report = ParityReport(target=target.name, timesteps=timesteps)
+    report = ParityReport(target=target.name, timesteps=timesteps, requested=requested)
     report.layers = [LayerParity(n, int(np.prod(shapes[n]))) for n in lif_names]
     model.eval()
     sim_layers: list[Any] | None = None

@@ -36,8 +36,19 @@ def _fmt_bits(bits: int) -> str:
     return f"{b / 1024:.1f} KiB" if b >= 1024 else f"{b:.0f} B"
 
 
-def simulation_json(report: Any, dep: Any) -> dict[str, Any]:
-    """The ``simulate --json`` document from a ``SplitReport`` and its :class:`Deployable`."""
+def samples_text(doc: dict[str, Any]) -> str:
+    """``"10,000 samples"``, or ``"10,000 of the 100,000 requested samples"`` when ``--limit`` asked for more than the split has."""
+    requested = doc.get("requested")
+    if requested is not None and requested > doc["samples"]:
+        return f"{doc['samples']:,} of the {requested:,} requested samples"
+    return f"{doc['samples']:,} samples"
+
+
+def simulation_json(report: Any, dep: Any, requested: int | None = None) -> dict[str, Any]:
+    """The ``simulate --json`` document from a ``SplitReport`` and its :class:`Deployable`.
+
+    ``requested`` is the ``--limit`` asked for (None: the whole split); ``samples`` is what ran.
+    """
     steps = dep.timesteps
     layers = []
     for st in report.layers:
@@ -63,6 +74,7 @@ def simulation_json(report: Any, dep: Any) -> dict[str, Any]:
         "model": str(dep.source),
         "timesteps": steps,
         "samples": int(report.samples),
+        "requested": requested,
         "accuracy": float(report.accuracy),
         "layers": layers,
         "totals": {
@@ -79,7 +91,7 @@ def simulation_json(report: Any, dep: Any) -> dict[str, Any]:
 def print_simulation(doc: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{doc['target']}: {doc['samples']:,} samples x {doc['timesteps']} steps")
+    table = Table(title=f"{doc['target']}: {samples_text(doc)} x {doc['timesteps']} steps")
     for col in ("layer", "neurons", "spikes", "rate", "SynOps", "dense MACs", "memory", "saturations"):
         table.add_column(col, justify="left" if col == "layer" else "right")
     for l in doc["layers"]:
@@ -113,7 +125,7 @@ def print_simulation(doc: dict[str, Any]) -> None:
 def print_parity(doc: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"parity on {doc['target']}: {doc['samples']:,} samples x {doc['timesteps']} steps")
+    table = Table(title=f"parity on {doc['target']}: {samples_text(doc)} x {doc['timesteps']} steps")
     for col in ("layer", "neurons", "spikes (float)", "spikes (int)", "spike agreement", "saturations"):
         table.add_column(col, justify="left" if col == "layer" else "right")
     for l in doc["layers"]:

@@ -58,8 +58,8 @@ def export(
         raise OutputExistsError(f"{output} exists; pass --force to overwrite it")
     dep = load_model(model_path, target, timesteps, preset, trust_checkpoint)
     warn_saturation_risks(dep)
-    if FORMATS[fmt].checks_target:
-        check_limits(dep, ignore_limits)
+    if FORMATS[fmt].checks_target or (target is not None and dep.model is None):
+        check_limits(dep, ignore_limits)  # a chip's configuration, or a graph JSON put to another target
     golden_inputs = golden_source = None
     if golden:
         from qsnn_deploy.app.loading import eval_data_name, load_eval_data

@@ -29,7 +29,15 @@ def parity(model_path, target, timesteps, preset, trust_checkpoint, data, data_d
         raise QsnnError("parity needs the float model: give a checkpoint, not a graph JSON")
     split = load_eval_data(dep, data, data_dir, limit)
     report = run_parity(
-        dep.model, dep.graph, split.x, split.y, target=dep.target, batch_size=batch_size, backend=backend, progress=not quiet
+        dep.model,
+        dep.graph,
+        split.x,
+        split.y,
+        target=dep.target,
+        batch_size=batch_size,
+        backend=backend,
+        progress=not quiet,
+        requested=limit,
     )
     doc = report.to_json()
     print_parity(doc)

@@ -32,7 +32,7 @@ def simulate(
     report = simulate_split(
         dep.graph, split.x, split.y, dep.timesteps, batch_size=batch_size, backend=backend, target=dep.target, progress=not quiet
     )
-    doc = simulation_json(report, dep)
+    doc = simulation_json(report, dep, requested=limit)
     print_simulation(doc)
     saturated = [f"{l['name']} {l['saturations']:,}" for l in doc["layers"] if l["saturations"] > 0]
     if saturated:
