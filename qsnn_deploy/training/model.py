@@ -62,7 +62,7 @@ def _make_linear(cfg: ModelConfig, fin: int, fout: int) -> nn.Module:
 
         # bias_quant stays Brevitas' default (none): a float bias, as nn.Linear's
         return qnn.QuantLinear(fin, fout, bias=cfg.fc_bias, weight_bit_width=cfg.weight_bits)
-    return nn.Linear(fin, fout, bias=False)
+    return nn.Linear(fin, fout, bias=cfg.fc_bias)
 
 
 def _make_leaky(cfg: ModelConfig) -> nn.Module:
@@ -119,16 +119,20 @@ class QSNN(nn.Module):
         n_layers = len(self.lifs)
         spk_out: list[list[torch.Tensor]] = [[] for _ in range(n_layers)]
         mem_out: list[list[torch.Tensor]] = [[] for _ in range(n_layers)]
+        # Brevitas recomputes the quantised weight at every module call (~15 ms on a loaded CPU
+        # here, most of a step's time); computed once, the numbers and gradients are the same
+        kernels = [self.layer_weight(conv) for conv in self.convs]
+        dense = self.layer_weight(self.fc)
         for t in range(steps):
             h = x[:, t] if cfg.input_kind == "frames" else x
-            for i, conv in enumerate(self.convs):
-                cur = F.avg_pool2d(conv(h), 2)
+            for i, kernel in enumerate(kernels):
+                cur = F.avg_pool2d(F.conv2d(h, kernel), 2)
                 if self.bns is not None:
                     cur = self.bns[i](cur)
                 h, mems[i] = self.lifs[i](cur, mems[i])
                 spk_out[i].append(h)
                 mem_out[i].append(mems[i])
-            cur = self.fc(self.dropout(h.flatten(1)))
+            cur = F.linear(self.dropout(h.flatten(1)), dense, self.fc.bias)
             h, mems[-1] = self.lifs[-1](cur, mems[-1])
             spk_out[-1].append(h)
             mem_out[-1].append(mems[-1])
