@@ -192,8 +192,8 @@ def test_fast_forward_spikes_equal_the_per_step_loop_on_real_images():
         fast, slow = model(images, record=True), model.forward_reference(images, record=True)
     _assert_same_spikes(slow.spikes, fast.spikes)
     for layer, (a, b) in enumerate(zip(slow.membranes, fast.membranes), start=1):
-        # docs/arithmetic.md "Fast path": measured up to 3e-5 in lif2; allow 4x
-        assert float((a - b).abs().max()) < 1.2e-4, f"lif{layer}"
+        # docs/arithmetic.md "Fast path": measured up to 7.6e-5 in lif2 over 64 images
+        assert float((a - b).abs().max()) < 2e-4, f"lif{layer}"
 
 
 def test_fc_bias_freezes_into_the_last_lif_bias():
