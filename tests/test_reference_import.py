@@ -253,3 +253,23 @@ def test_import_qsnn_deploy_stays_light():
     code = "import sys, qsnn_deploy; heavy = [m for m in ('torch', 'numpy', 'onnx', 'brevitas') if m in sys.modules]; print(heavy)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]", out
+
+
+def test_checkpoints_saved_with_input_scale_load_as_the_same_divisor():
+    from qsnn_deploy.training.config import ModelConfig
+
+    assert ModelConfig.from_dict({"input_scale": 1.0 / 255.0}).input_divisor == 255.0
+    assert ModelConfig.from_dict({"input_scale": 1.0, "input_kind": "frames"}).input_divisor == 1.0
+    assert qd.load_model(qd.SHIPPED_MODEL).config.input_divisor == 255.0  # the shipped file stores input_scale
+
+
+def test_reference_layers_with_different_betas_are_refused(tmp_path):
+    from qsnn_deploy.errors import CheckpointError
+
+    net = ReferenceNet(_config(4, 0.9, 1.0))
+    state = net.state_dict()
+    state["lif2.beta"] = torch.tensor(0.8)
+    path = tmp_path / "mixed.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="different beta"):
+        qd.load_model(path, preset="mnist-int4")
