@@ -273,3 +273,12 @@ def test_reference_layers_with_different_betas_are_refused(tmp_path):
     torch.save(state, path)
     with pytest.raises(CheckpointError, match="different beta"):
         qd.load_model(path, preset="mnist-int4")
+
+
+def test_spikes_names_a_misshaped_input():
+    from qsnn_deploy.errors import QsnnError
+
+    model = qd.load_model(qd.SHIPPED_MODEL)
+    with pytest.raises(QsnnError, match=r"\(2, 5, 28\) does not fit the model"):
+        model.spikes(np.zeros((2, 5, 28), np.uint8), 3)
+    assert model.spikes(np.zeros((2, 28, 28), np.uint8), 3).shape == (3, 2, 10)  # one channel may be left out

@@ -155,13 +155,14 @@ class QSNN(nn.Module):
         cfg = self.config
         steps = cfg.timesteps if timesteps is None else int(timesteps)
         x = torch.as_tensor(x)
+        given = tuple(x.shape)
         if cfg.input_kind == "static" and x.dim() == 3 and cfg.in_channels == 1:
             x = x.unsqueeze(1)
         sample = (cfg.in_channels, cfg.input_size, cfg.input_size)
         frames = cfg.input_kind == "frames"
         if tuple(x.shape[2:] if frames else x.shape[1:]) != sample or x.dim() != (5 if frames else 4):
             layout = "(N, T, C, H, W) frames" if frames else "(N, C, H, W) images"
-            raise QsnnError(f"input of shape {tuple(x.shape)} does not fit the model: expected {layout} with (C, H, W) = {sample}")
+            raise QsnnError(f"input of shape {given} does not fit the model: expected {layout} with (C, H, W) = {sample}")
         if steps < 1 or (frames and x.shape[1] < steps):
             raise QsnnError(f"cannot run {steps} steps on {x.shape[1] if frames else 'static'} input frames")
         return self.forward_reference(x, timesteps=steps)
