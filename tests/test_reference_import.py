@@ -85,6 +85,8 @@ def _trained_like(net, seed):
     """Spread the BN statistics (and the fc bias) so that every layer spikes a fair amount."""
     torch.manual_seed(seed)
     with torch.no_grad():
+        for p in net.parameters():  # weights independent of the tests run before
+            p.uniform_(-1.0, 1.0).mul_(p.shape[1] ** -0.5 if p.dim() > 1 else 1.0)
         for bn in (net.conv1_bn, net.conv2_bn):
             bn.weight.uniform_(0.5, 1.5)
             bn.bias.uniform_(-0.2, 0.6)
@@ -151,6 +153,17 @@ def test_int4_reference_model_imports_bit_exactly_with_its_own_beta(tmp_path):
     config = graph.metadata["model_config"]
     assert (config["beta"], config["threshold"]) == (0.994, 2.915)
     assert [layer["beta"] for layer in graph.metadata["layers"]] == pytest.approx([0.994] * 3, abs=1e-7)
+
+
+def test_spikes_do_not_depend_on_the_input_memory_layout(tmp_path):
+    """(N, 1, H, W) arrays whose channel stride is 1 also read as channels-last to torch's conv."""
+    net = _trained_like(ReferenceNet(_config(4, 0.994, 2.915)), seed=3)
+    model = qd.load_model(_save(net, tmp_path), preset="mnist-int4")
+    images = np.ascontiguousarray(_fmnist_images(2))
+    odd = np.lib.stride_tricks.as_strided(images, strides=(784, 1, 28, 1))  # same values, channel stride 1
+    with torch.no_grad():
+        reference = net(_to_tensor(images))[-1]
+    assert torch.equal(model.spikes(odd, T), reference) and torch.equal(model.spikes(images, T), reference)
 
 
 def test_float_reference_model_with_fc_bias_imports_bit_exactly(tmp_path):

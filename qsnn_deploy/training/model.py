@@ -102,8 +102,11 @@ class QSNN(nn.Module):
 
     def _scaled_input(self, x: torch.Tensor) -> torch.Tensor:
         # integer pixels/counts become the parameters' float type (float64 models run in float64)
-        # division, not multiplication by 1/255: torchvision ToTensor's float32 numbers
-        return x.to(self.fc.weight.dtype) / self.config.input_divisor
+        # division, not multiplication by 1/255: torchvision ToTensor's float32 numbers. The
+        # copy in standard strides matters too: a (N, 1, H, W) array with channel stride 1
+        # (as NumPy slicing makes) also reads as channels-last, for which oneDNN picks another
+        # conv kernel that sums in another order (~3e-7 off, enough to flip a spike over T).
+        return (x.to(self.fc.weight.dtype) / self.config.input_divisor).clone(memory_format=torch.contiguous_format)
 
     # -- the paper's per-step loop ------------------------------------------------------
     def forward_reference(self, x: torch.Tensor, record: bool = False, timesteps: int | None = None):
