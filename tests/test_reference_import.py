@@ -155,15 +155,17 @@ def test_int4_reference_model_imports_bit_exactly_with_its_own_beta(tmp_path):
     assert [layer["beta"] for layer in graph.metadata["layers"]] == pytest.approx([0.994] * 3, abs=1e-7)
 
 
-def test_spikes_do_not_depend_on_the_input_memory_layout(tmp_path):
-    """(N, 1, H, W) arrays whose channel stride is 1 also read as channels-last to torch's conv."""
+def test_results_do_not_depend_on_the_input_memory_layout(tmp_path):
+    """(N, 1, H, W) arrays whose channel stride is 1 or 0 (NumPy views) also read as channels-last
+    to torch's conv, which then sums in another order; the model must compute as from ToTensor."""
     net = _trained_like(ReferenceNet(_config(4, 0.994, 2.915)), seed=3)
     model = qd.load_model(_save(net, tmp_path), preset="mnist-int4")
-    images = np.ascontiguousarray(_fmnist_images(2))
-    odd = np.lib.stride_tricks.as_strided(images, strides=(784, 1, 28, 1))  # same values, channel stride 1
-    with torch.no_grad():
-        reference = net(_to_tensor(images))[-1]
-    assert torch.equal(model.spikes(odd, T), reference) and torch.equal(model.spikes(images, T), reference)
+    images = np.ascontiguousarray(_fmnist_images(4))  # NumPy keeps channel stride 1 here
+    as_to_tensor = torch.from_numpy(images).clone(memory_format=torch.contiguous_format)  # (784, 784, 28, 1)
+    standard = model.forward_reference(as_to_tensor, record=True, timesteps=5)
+    for layout in (torch.from_numpy(images), as_to_tensor.contiguous(memory_format=torch.channels_last)):
+        got = model.forward_reference(layout, record=True, timesteps=5)
+        assert all(torch.equal(a, b) for a, b in zip(standard.membranes, got.membranes)), layout.stride()
 
 
 def test_float_reference_model_with_fc_bias_imports_bit_exactly(tmp_path):
