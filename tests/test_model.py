@@ -151,7 +151,7 @@ def test_frames_input_matches_per_step_loop():
         threshold=0.6,
         timesteps=12,
         input_kind="frames",
-        input_scale=1.0,
+        input_divisor=1.0,
     )
     model = _dyadic_model(cfg, seed=4).eval()
     x = torch.randint(0, 3, (3, 12, 2, 32, 32))

@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+# the model trained by examples/fmnist_int4/COMMAND (examples/fmnist_int4/model.pt links here);
+# the public API holds its path
+from qsnn_deploy import SHIPPED_MODEL
 from qsnn_deploy.errors import QsnnError
 
-#: the model trained by examples/fmnist_int4/COMMAND (examples/fmnist_int4/model.pt links here)
-SHIPPED_MODEL = Path(__file__).parent.parent / "assets" / "fmnist_int4.pt"
 EXPORTS = {"json": "model.json", "onnx": "model.onnx", "qonnx": "model.qonnx.onnx", "nir": "model.nir"}
 
 

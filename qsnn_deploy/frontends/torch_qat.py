@@ -9,7 +9,7 @@ For each spiking layer the float model computes, per channel c (eval mode)::
 
 with q the input quantum (1/255 for 8-bit pixels, 1 for spikes), g/beta/mean/var the BN
 affine and running statistics (a_c = s * q and b_c = 0 without BN; the dense layer has no
-pool, so no 1/4). A channel with a_c < 0 has its weights negated, so every a_c > 0. Dividing
+pool, so no 1/4, and b_c is its float bias if it has one). A channel with a_c < 0 has its weights negated, so every a_c > 0. Dividing
 the membrane by a_c and scaling by 2^F (F fraction bits) gives the integer neuron::
 
     V[t] = D(V[t-1]) + (A[t] << F) + B_c - S[t-1] * Theta_c
@@ -158,11 +158,12 @@ def layer_folds(model: Any, target: TargetProfile | str = "int4-core") -> list[L
     """
     target = load_target(target)
     cfg = model.config
-    if cfg.input_kind != "static" and cfg.input_scale != 1.0:
-        raise TargetError("frame inputs must be integer event counts (input_scale 1)")
-    quantum = float(cfg.input_scale)
-    if quantum <= 0:
-        raise TargetError(f"input_scale must be positive, got {quantum}")
+    if cfg.input_kind != "static" and cfg.input_divisor != 1.0:
+        raise TargetError("frame inputs must be integer event counts (input_divisor 1)")
+    # the float model divides by input_divisor (torchvision ToTensor: x / 255); the integer
+    # layer multiplies its sum by the same real number 1/255, of which x / 255 in float32
+    # is the correctly rounded value
+    quantum = cfg.input_quantum
     x_max = float(target.input.max)
     folds = []
     for i, conv in enumerate(model.convs):
@@ -176,6 +177,8 @@ def layer_folds(model: Any, target: TargetProfile | str = "int4-core") -> list[L
         x_max, quantum = 1.0, 1.0  # later layers see 0/1 spikes
     w, s = _layer_weights(model.fc, "fc", target)
     a, b = _affine(None, s * quantum, w.shape[0])
+    if model.fc.bias is not None:  # the reference's float fc1: I = a A + bias, b is the bias itself
+        b = model.fc.bias.detach().double().cpu().numpy()
     folds.append(LayerFold("fc", w, s, quantum, a, b, float(weight_gain(w)) * x_max))
     return folds
 

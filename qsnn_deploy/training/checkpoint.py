@@ -12,12 +12,17 @@ Layout (``format`` / ``version`` identify it)::
      "train_state": {...}}            # only in a run's last.pt, for --resume
 
 A plain ``state_dict`` saved by the reference code (jeshraghian/QSNNs: ``conv1``,
-``conv1_bn``, ``conv2``, ``conv2_bn``, ``fc1``) is imported through a key mapping; its
-config must then be given (a preset and flags).
+``conv1_bn``, ``conv2``, ``conv2_bn``, ``fc1``, ``lif1``..) is imported through a key
+mapping; its architecture must then be given (a preset and flags), and the file itself
+decides the rest (:func:`reference_config`): beta and threshold are the ``lif*`` buffers'
+values, ``fc1.bias`` (the float net's) turns on ``fc_bias``, and the ``conv*_bn`` layers the
+reference DVS net creates even with ``batch_norm=False`` are dropped with a note.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import pickle
 import re
@@ -29,6 +34,8 @@ from typing import Any
 from qsnn_deploy.atomic import atomic_path
 from qsnn_deploy.errors import CheckpointError, QsnnError
 from qsnn_deploy.training.config import ModelConfig, TrainConfig
+
+log = logging.getLogger(__name__)
 
 FORMAT = "qsnn-deploy-checkpoint"
 VERSION = 1
@@ -55,6 +62,8 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     train_state: dict[str, Any] | None = None
     source: str = ""
+    #: what the import changed or ignored, for the user (also logged as warnings)
+    notes: list[str] = field(default_factory=list)
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -156,11 +165,54 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, config: ModelConfi
     elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()) and _is_reference_state_dict(obj):
         if config is None:
             raise CheckpointError(f"{path}: a plain reference-code state_dict carries no config; give one with --preset (and flags)")
-        ckpt = Checkpoint(model_config=config, state_dict=_map_reference_keys(obj), source=str(path))
+        ckpt = _reference_checkpoint(_map_reference_keys(obj), config, str(path))
     else:
         raise CheckpointError(f"{path}: not a qsnn-deploy checkpoint (no 'format' key) nor a reference state_dict")
     check_finite(ckpt.state_dict, path)
     return ckpt
+
+
+def _reference_checkpoint(state_dict: dict[str, Any], config: ModelConfig, source: str) -> Checkpoint:
+    notes = []
+    unused_bn = sorted(k for k in state_dict if k.startswith("bns."))
+    if unused_bn and not config.batch_norm:
+        # the reference DVS net builds conv*_bn even with batch_norm=False and never calls them
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("bns.")}
+        notes.append(f"ignored {len(unused_bn)} unused batch-norm entries (conv*_bn; the config has batch_norm off)")
+    config, changed = reference_config(config, state_dict, source)
+    notes += changed
+    for note in notes:
+        log.warning("%s: %s", source, note)
+    return Checkpoint(model_config=config, state_dict=state_dict, source=source, notes=notes)
+
+
+def _shared_value(state_dict: dict[str, Any], name: str, source: str) -> float | None:
+    """The one value of buffer ``name`` over all ``lifs.*`` layers (None if absent), shortest float32 repr."""
+    import numpy as np
+
+    values = {k: float(v) for k, v in state_dict.items() if re.fullmatch(rf"lifs\.\d+\.{name}", k) and v.numel() == 1}
+    if not values:
+        return None
+    if len(set(values.values())) > 1:
+        raise CheckpointError(f"{source}: the LIF layers have different {name} values {values}; the architecture shares one")
+    # 0.994 rather than 0.9940000176...: the same float32, as the reference config wrote it
+    return float(str(np.float32(next(iter(values.values())))))
+
+
+def reference_config(config: ModelConfig, state_dict: dict[str, Any], source: str = "checkpoint") -> tuple[ModelConfig, list[str]]:
+    """``config`` with what a reference state_dict itself states: LIF beta/threshold, fc bias.
+
+    Returns the config and a note for each value that differs from the given one.
+    """
+    found: dict[str, Any] = {"beta": _shared_value(state_dict, "beta", source)}
+    found["threshold"] = _shared_value(state_dict, "threshold", source)
+    found["fc_bias"] = "fc.bias" in state_dict
+    changes = {k: v for k, v in found.items() if v is not None and v != getattr(config, k)}
+    notes = [f"{k} = {v} from the checkpoint (the preset says {getattr(config, k)})" for k, v in changes.items()]
+    try:
+        return dataclasses.replace(config, **changes), notes
+    except QsnnError as exc:  # e.g. a non-positive threshold in the file
+        raise CheckpointError(f"{source}: invalid value in the checkpoint: {exc}") from None
 
 
 def check_finite(state_dict: dict[str, Any], where: str | Path) -> None:

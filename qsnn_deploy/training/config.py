@@ -7,6 +7,7 @@ dict and loads it with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +37,13 @@ class ModelConfig:
     batch_norm: bool = True
     dropout: float = 0.0736
     timesteps: int = 100
-    #: static inputs are multiplied by this before the first conv (pixels 0..255 -> [0, 1])
-    input_scale: float = 1.0 / 255.0
+    #: raw inputs are divided by this before the first conv, in the model's float type, as
+    #: torchvision's ``ToTensor`` does (``x / 255``, pixels 0..255 -> [0, 1]); ``x * (1/255)``
+    #: would differ in float32 for 126 of the 256 pixel values and flip spikes over T steps
+    input_divisor: float = 255.0
+    #: the dense layer adds a float bias (the reference code's float ``fc1``; frozen into the
+    #: integer bias of the last LIF layer)
+    fc_bias: bool = False
     #: "static": the same image at every step; "frames": one input frame per step (DVS)
     input_kind: str = "static"
 
@@ -54,8 +60,15 @@ class ModelConfig:
             raise QsnnError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.input_kind not in ("static", "frames"):
             raise QsnnError(f"input_kind must be 'static' or 'frames', got {self.input_kind!r}")
+        if not (math.isfinite(self.input_divisor) and self.input_divisor > 0):
+            raise QsnnError(f"input_divisor must be a positive finite number, got {self.input_divisor}")
         if self.feature_size < 1:
             raise QsnnError(f"input_size {self.input_size} is too small for {len(self.conv_channels)} conv+pool layers")
+
+    @property
+    def input_quantum(self) -> float:
+        """The real value of one input step (1/255 for pixels): what the integer freeze multiplies by."""
+        return 1.0 / self.input_divisor
 
     @property
     def quantized(self) -> bool:
@@ -79,10 +92,15 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
+        unknown = set(data) - known - {"input_scale"}
         if unknown:
             raise CheckpointError(f"model config has unknown keys: {sorted(unknown)}")
         values = dict(data)
+        if "input_scale" in values:  # checkpoints before input_divisor stored the reciprocal
+            scale = values.pop("input_scale")
+            if not (isinstance(scale, (int, float)) and scale > 0):
+                raise CheckpointError(f"model config has a bad input_scale {scale!r}")
+            values.setdefault("input_divisor", float(round(1.0 / scale, 9)))
         if "conv_channels" in values:
             values["conv_channels"] = tuple(int(c) for c in values["conv_channels"])
         try:
@@ -146,7 +164,7 @@ class Preset:
 
 
 _MNIST = dict(in_channels=1, input_size=28, conv_channels=(16, 64), num_classes=10)
-_DVS = dict(in_channels=2, input_size=32, conv_channels=(16, 32), num_classes=11, input_kind="frames", input_scale=1.0)
+_DVS = dict(in_channels=2, input_size=32, conv_channels=(16, 32), num_classes=11, input_kind="frames", input_divisor=1.0)
 
 #: Table I of Eshraghian et al. 2022; fmnist values to the reference code's precision.
 PRESETS: dict[str, Preset] = {

@@ -15,8 +15,15 @@ Two forward passes share one set of parameters:
   (:mod:`qsnn_deploy.training.lif_autograd`); conv + 2x2 average pooling runs as one stride-2 conv with
   the pooling folded into a 6x6 kernel (2.8x fewer MACs, the same linear map).
 
-Inputs are raw integers (pixels 0..255, event counts); the model multiplies them by
-``config.input_scale`` itself so the integer deployment sees the same numbers.
+Inputs are raw integers (pixels 0..255, event counts); the model divides them by
+``config.input_divisor`` itself, in its float type, exactly as the reference code's
+torchvision ``ToTensor`` does (``x / 255``), and the integer freeze uses the same quantum.
+
+The fast path is the same linear map computed in another order, so its float32 membranes may
+differ from the per-step loop's by rounding (measured: up to 3e-5 in lif2 of the shipped
+model, where the folded 6x6 kernel sums 36 products instead of 25 then 4). A spike flips only
+if a membrane lies within that distance of the threshold; tests/test_reference_import.py
+checks that the spikes stay identical on real images (docs/arithmetic.md, "Fast path").
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from qsnn_deploy.errors import QsnnError
 from qsnn_deploy.training.config import ModelConfig
 from qsnn_deploy.training.lif_autograd import dropout, lif_sequence
 
@@ -52,8 +60,9 @@ def _make_linear(cfg: ModelConfig, fin: int, fout: int) -> nn.Module:
     if cfg.quantized:
         import brevitas.nn as qnn
 
-        return qnn.QuantLinear(fin, fout, bias=False, weight_bit_width=cfg.weight_bits)
-    return nn.Linear(fin, fout, bias=False)
+        # bias_quant stays Brevitas' default (none): a float bias, as nn.Linear's
+        return qnn.QuantLinear(fin, fout, bias=cfg.fc_bias, weight_bit_width=cfg.weight_bits)
+    return nn.Linear(fin, fout, bias=cfg.fc_bias)
 
 
 def _make_leaky(cfg: ModelConfig) -> nn.Module:
@@ -93,36 +102,73 @@ class QSNN(nn.Module):
 
     def _scaled_input(self, x: torch.Tensor) -> torch.Tensor:
         # integer pixels/counts become the parameters' float type (float64 models run in float64)
-        return x.to(self.fc.weight.dtype) * self.config.input_scale
+        # division, not multiplication by 1/255: torchvision ToTensor's float32 numbers. The
+        # copy in standard strides matters too: a (N, 1, H, W) array with channel stride 1
+        # (as NumPy slicing makes) also reads as channels-last, for which oneDNN picks another
+        # conv kernel that sums in another order (~3e-7 off, enough to flip a spike over T).
+        return (x.to(self.fc.weight.dtype) / self.config.input_divisor).clone(memory_format=torch.contiguous_format)
 
     # -- the paper's per-step loop ------------------------------------------------------
-    def forward_reference(self, x: torch.Tensor, record: bool = False):
+    def forward_reference(self, x: torch.Tensor, record: bool = False, timesteps: int | None = None):
         """Per-step loop as in the reference code. ``x``: (B, C, H, W) static or (B, T, C, H, W) frames.
 
-        Returns output spikes (T, B, classes), or a :class:`ForwardRecord` if ``record``.
+        Runs ``timesteps`` steps (default ``config.timesteps``). Returns output spikes
+        (T, B, classes), or a :class:`ForwardRecord` if ``record``.
         """
         cfg = self.config
+        steps = cfg.timesteps if timesteps is None else timesteps
         x = self._scaled_input(x)
         mems = [lif.init_leaky() for lif in self.lifs]
         n_layers = len(self.lifs)
         spk_out: list[list[torch.Tensor]] = [[] for _ in range(n_layers)]
         mem_out: list[list[torch.Tensor]] = [[] for _ in range(n_layers)]
-        for t in range(cfg.timesteps):
+        # Brevitas recomputes the quantised weight at every module call (~15 ms on a loaded CPU
+        # here, most of a step's time); computed once, the numbers and gradients are the same
+        kernels = [self.layer_weight(conv) for conv in self.convs]
+        dense = self.layer_weight(self.fc)
+        for t in range(steps):
             h = x[:, t] if cfg.input_kind == "frames" else x
-            for i, conv in enumerate(self.convs):
-                cur = F.avg_pool2d(conv(h), 2)
+            for i, kernel in enumerate(kernels):
+                cur = F.avg_pool2d(F.conv2d(h, kernel), 2)
                 if self.bns is not None:
                     cur = self.bns[i](cur)
                 h, mems[i] = self.lifs[i](cur, mems[i])
                 spk_out[i].append(h)
                 mem_out[i].append(mems[i])
-            cur = self.fc(self.dropout(h.flatten(1)))
+            cur = F.linear(self.dropout(h.flatten(1)), dense, self.fc.bias)
             h, mems[-1] = self.lifs[-1](cur, mems[-1])
             spk_out[-1].append(h)
             mem_out[-1].append(mems[-1])
         if record:
             return ForwardRecord([torch.stack(s) for s in spk_out], [torch.stack(m) for m in mem_out])
         return torch.stack(spk_out[-1])
+
+    @torch.no_grad()
+    def spikes(self, x: Any, timesteps: int | None = None) -> torch.Tensor:
+        """Output spikes (T, N, classes) of the per-step reference loop, without gradients.
+
+        ``x``: raw uint8 images (N, C, H, W) -- or (N, H, W) for one channel -- shown at every
+        step, or event-count frames (N, T', C, H, W) with T' >= ``timesteps``; a NumPy array or
+        a tensor. ``timesteps`` defaults to ``config.timesteps``. This is the reference code's
+        computation (``ToTensor`` scaling, per-step conv, pool, BN, Leaky) in the model's mode.
+
+        Raises:
+            QsnnError: ``x`` has the wrong shape for the model, or too few frames.
+        """
+        cfg = self.config
+        steps = cfg.timesteps if timesteps is None else int(timesteps)
+        x = torch.as_tensor(x)
+        given = tuple(x.shape)
+        if cfg.input_kind == "static" and x.dim() == 3 and cfg.in_channels == 1:
+            x = x.unsqueeze(1)
+        sample = (cfg.in_channels, cfg.input_size, cfg.input_size)
+        frames = cfg.input_kind == "frames"
+        if tuple(x.shape[2:] if frames else x.shape[1:]) != sample or x.dim() != (5 if frames else 4):
+            layout = "(N, T, C, H, W) frames" if frames else "(N, C, H, W) images"
+            raise QsnnError(f"input of shape {given} does not fit the model: expected {layout} with (C, H, W) = {sample}")
+        if steps < 1 or (frames and x.shape[1] < steps):
+            raise QsnnError(f"cannot run {steps} steps on {x.shape[1] if frames else 'static'} input frames")
+        return self.forward_reference(x, timesteps=steps)
 
     # -- the fast path --------------------------------------------------------------------
     def _batch_norm(self, i: int, cur: torch.Tensor, repeats: int) -> torch.Tensor:
@@ -201,7 +247,7 @@ class QSNN(nn.Module):
             spikes.append(h)
             mems.append(mem)
         dense_in = dropout(h.flatten(2), self.config.dropout, self.training)
-        cur = F.linear(dense_in, self.layer_weight(self.fc))
+        cur = F.linear(dense_in, self.layer_weight(self.fc), self.fc.bias)
         out, mem = self._lif(len(self.convs), cur)
         spikes.append(out)
         mems.append(mem)
