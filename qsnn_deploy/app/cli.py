@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "parity": "parity:parity",
     "export": "export:export",
     "demo": "demo:demo",
+    "tune": "tune:tune",
 }
 
 
