@@ -17,6 +17,7 @@ import math
 import os
 import socket
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from qsnn_deploy.training.tune_space import SEARCH_SPACE, Dimension, split_param
 PRUNERS = ("median", "hyperband")
 #: seconds between a running trial's heartbeats (RDB storages); a trial silent for twice this is failed
 DEFAULT_HEARTBEAT = 60
+#: tries to open an RDB storage (see open_storage)
+_OPEN_ATTEMPTS = 4
 #: failed trials in a row after which a worker stops
 DEFAULT_MAX_FAILURES = 5
 #: states that count towards a study's requested number of trials
@@ -61,12 +64,16 @@ def open_storage(url: str, heartbeat: int | None = DEFAULT_HEARTBEAT) -> Any:
         raise QsnnError(
             f"storage {url!r} is neither a database URL (sqlite:///F.db, postgresql://...) nor a journal (journal:PATH or *.log)"
         )
-    try:
-        with warnings.catch_warnings():  # the heartbeat is marked experimental; it is what fails a killed worker's trial
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat or None)
-    except Exception as exc:  # SQLAlchemy's errors (bad driver, unreachable server, ...) carry the reason
-        raise QsnnError(f"cannot open storage {url}: {exc}") from exc
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is marked experimental; it is what fails a killed worker's trial
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat or None)
+        except Exception as exc:  # SQLAlchemy's errors (bad driver, unreachable server, ...) carry the reason
+            # workers started together on a new database race to create its tables: the loser retries
+            if attempt == _OPEN_ATTEMPTS - 1:
+                raise QsnnError(f"cannot open storage {url}: {exc}") from exc
+            time.sleep(0.5 * (attempt + 1))
 
 
 def _pruner(name: str, epochs: int) -> Any:
@@ -109,8 +116,6 @@ def make_objective(settings: dict[str, Any], space: tuple[Dimension, ...], data_
 
     def score(trial: optuna.Trial) -> float:
         model_params, train_params = split_params({d.name: d.suggest(trial) for d in space})
-        trial.set_user_attr("seed", trial.number)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which process ran it
         model_cfg = override(p.model, timesteps=settings["timesteps"], **model_params)
         train_cfg = override(p.train, **train_params, epochs=settings["epochs_per_trial"], seed=trial.number, dataset=settings["data"])
 
@@ -143,6 +148,8 @@ def make_objective(settings: dict[str, Any], space: tuple[Dimension, ...], data_
             return acc
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("seed", trial.number)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which process ran it
         try:
             return score(trial)
         except optuna.TrialPruned:
