@@ -47,28 +47,7 @@ INTERRUPTED = 130
 @click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=None, help="[default: STUDY-report]")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Trials in the report table.")
 @click.option("--quiet", is_flag=True, help="No progress bar or per-trial log.")
-def tune(
-    preset,
-    study,
-    storage,
-    trials,
-    epochs_per_trial,
-    limit_train,
-    limit_test,
-    timesteps,
-    data,
-    data_dir,
-    timeout,
-    space_file,
-    target,
-    pruner,
-    heartbeat,
-    max_failures,
-    report,
-    report_dir,
-    top,
-    quiet,
-) -> None:
+def tune(study, trials, space_file, report, report_dir, top, quiet, **run_options) -> None:
     """Search a preset's hyperparameters with Optuna's TPE as one worker of a study.
 
     Run the same command on many machines with one --storage URL (PostgreSQL) and each
@@ -77,44 +56,33 @@ def tune(
     """
     import optuna
 
-    from qsnn_deploy.training.tune import count_finished, load_study, run_tune
+    from qsnn_deploy.training.tune import load_study
     from qsnn_deploy.training.tune_space import SEARCH_SPACE, load_space
 
     trials = (0 if report else 10) if trials is None else trials
     optuna.logging.set_verbosity(optuna.logging.WARNING if quiet else optuna.logging.INFO)
     space = load_space(space_file) if space_file is not None else SEARCH_SPACE
     if trials > 0:
-        try:
-            s = run_tune(
-                preset,
-                study,
-                storage=storage,
-                trials=trials,
-                epochs_per_trial=epochs_per_trial,
-                limit_train=limit_train,
-                limit_test=limit_test,
-                timeout=timeout,
-                data=data,
-                data_dir=data_dir,
-                timesteps=timesteps,
-                space=space,
-                target=target,
-                pruner=pruner,
-                heartbeat=heartbeat,
-                max_failures=max_failures,
-                progress=not quiet,
-            )
-        except KeyboardInterrupt:
-            s = load_study(study, storage)
-            click.echo(
-                f"interrupted: the running trial is recorded as failed; study {study!r} holds {count_finished(s)} finished trials; "
-                "run the same command again to continue",
-                err=True,
-            )
-            raise SystemExit(INTERRUPTED) from None
-        click.echo(f"study {study!r}: {count_finished(s)} finished trials (asked {trials})")
+        work(study, trials, space=space, progress=not quiet, **run_options)
     if report:
-        print_report(load_study(study, storage), report_dir or Path(f"{study}-report"), top)
+        print_report(load_study(study, run_options["storage"]), report_dir or Path(f"{study}-report"), top)
+
+
+def work(study: str, trials: int, *, preset: str, storage: str | None, **options) -> None:
+    """Run trials as one worker; Ctrl-C says what the study holds and exits with :data:`INTERRUPTED`."""
+    from qsnn_deploy.training.tune import count_finished, load_study, run_tune
+
+    try:
+        s = run_tune(preset, study, storage=storage, trials=trials, **options)
+    except KeyboardInterrupt:
+        s = load_study(study, storage)
+        click.echo(
+            f"interrupted: the running trial is recorded as failed; study {study!r} holds {count_finished(s)} finished trials; "
+            "run the same command again to continue",
+            err=True,
+        )
+        raise SystemExit(INTERRUPTED) from None
+    click.echo(f"study {study!r}: {count_finished(s)} finished trials (asked {trials})")
 
 
 def print_report(study, out_dir: Path, top: int) -> None:
