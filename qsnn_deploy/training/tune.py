@@ -249,7 +249,8 @@ def run_tune(
         storage=open_storage(storage or default_storage(study), heartbeat),
         load_if_exists=True,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(),
+        # constant liar: a worker treats the trials others are running as already bad, so parallel workers spread out
+        sampler=optuna.samplers.TPESampler(constant_liar=True),
         pruner=_pruner(pruner, epochs_per_trial),
     )
     _check_settings(s, settings)
