@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,50 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success it replaces ``path``.
+
+    For exports that are a folder of files. An existing ``path`` is first renamed aside and
+    removed only once the new folder is in place (POSIX cannot rename a folder over a
+    non-empty one), so a reader finds the old folder or the complete new one, except between
+    the two renames, when ``path`` is briefly absent. On an exception the temporary folder is
+    removed and ``path`` is left as it was.
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        yield tmp
+        for item in sorted(tmp.rglob("*")):  # formats may nest folders (e.g. templates, ROM files)
+            if item.is_dir():
+                os.chmod(item, 0o777 & ~_umask())
+                continue
+            with open(item, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(item, 0o666 & ~_umask())
+        os.chmod(tmp, 0o777 & ~_umask())
+        old = None
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+            try:
+                os.replace(dest, old / dest.name)
+            except BaseException:
+                old.rmdir()
+                raise
+        try:
+            os.replace(tmp, dest)
+        except BaseException:
+            if old is not None:  # put the previous folder back
+                os.replace(old / dest.name, dest)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

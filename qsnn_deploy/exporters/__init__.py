@@ -20,7 +20,7 @@ from qsnn_deploy.errors import ExportError
 from qsnn_deploy.ir import Graph
 
 #: options every exporter may receive; they describe the graph's context, not a choice of the user
-CONTEXT_OPTIONS = frozenset({"target", "timesteps"})
+CONTEXT_OPTIONS = frozenset({"target", "timesteps", "golden_source"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class ExportFormat:
             own parameter name.
         directory: the output is a folder of several files, not one file.
         summary: one line for ``--help`` and docs.
+        checks_target: the output is a chip's configuration, so ``export`` runs the target's
+            rules first (``--ignore-limits`` turns their failures into warnings).
     """
 
     name: str
@@ -45,6 +47,7 @@ class ExportFormat:
     options: tuple[tuple[str, str], ...]
     directory: bool = False
     summary: str = ""
+    checks_target: bool = False
 
     def default_output(self, model_path: str | os.PathLike[str]) -> Path:
         """The output path used when the user gives none: beside the current directory, named after the model."""
@@ -63,7 +66,13 @@ FORMATS: dict[str, ExportFormat] = {
             "json_graph",
             "export_graph_json",
             ".graph.json",
-            (("target", "target"), ("timesteps", "timesteps"), ("golden", "golden")),
+            (
+                ("target", "target"),
+                ("timesteps", "timesteps"),
+                ("golden", "golden"),
+                ("trace", "trace"),
+                ("golden_source", "golden_source"),
+            ),
             summary="the integer graph + JSON Schema (hardware generators, testbenches)",
         ),
         ExportFormat(
@@ -90,6 +99,24 @@ FORMATS: dict[str, ExportFormat] = {
             (("nir_dialect", "dialect"),),
             summary="HDF5 (norse, snnTorch and other NIR readers)",
         ),
+        ExportFormat(
+            "xylo",
+            "xylo_export",
+            "export_xylo",
+            ".xylo.npz",
+            (("target", "target"), ("timesteps", "timesteps"), ("golden", "golden"), ("golden_source", "golden_source")),
+            summary="SynSense Xylo: XyloSim.from_specification arguments (NPZ), optional golden spikes",
+            checks_target=True,
+        ),
+        ExportFormat(
+            "c",
+            "c_export",
+            "export_c",
+            "_c",
+            (("target", "target"), ("timesteps", "timesteps"), ("golden", "golden"), ("golden_source", "golden_source")),
+            directory=True,
+            summary="C99 golden model + testbench + Makefile (HLS, microcontrollers, RTL testbenches)",
+        ),
     )
 }
 
@@ -104,7 +131,9 @@ def export(graph: Graph, fmt: str, path: str | os.PathLike[str], **options: Any)
         **options: ``target`` (profile or name) and ``timesteps`` (T) describe the graph and
             reach every writer that takes them; the rest are the user's choices and must be
             taken by the format: ``golden`` (input samples to store with their simulated
-            outputs), ``unroll`` (onnx/qonnx: all T steps in one graph), ``nir_dialect``
+            outputs), ``trace`` (golden samples carry membrane traces), ``golden_source``
+            (a :class:`~.golden.GoldenSource`: where the golden inputs came from), ``unroll``
+            (onnx/qonnx: all T steps in one graph), ``nir_dialect``
             (``"norse"`` or ``"snntorch"``), and whatever a format's entry lists.
 
     Raises:

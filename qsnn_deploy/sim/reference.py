@@ -25,10 +25,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Linear, Node, Output, SumPool2d
 from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.sim import lif
+from qsnn_deploy.sim.driver import run_steps
 
 
 class BackendRun(NamedTuple):
@@ -42,6 +42,8 @@ class BackendRun(NamedTuple):
     accumulator_overflows: dict[str, int]
     #: LIF name -> (T, B, *shape) uint8 spikes, when recording
     spikes: dict[str, np.ndarray] | None
+    #: LIF name -> (T, B, *shape) int64 membrane V[t] after step t (after an immediate reset), when tracing
+    membranes: dict[str, np.ndarray] | None = None
 
 
 # --- integer layers -----------------------------------------------------------------------
@@ -99,7 +101,9 @@ def outside(a: np.ndarray, dtype: IntType) -> int:
 # --- the time loop --------------------------------------------------------------------------
 
 
-def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, accumulator: IntType | None = None) -> BackendRun:
+def run(
+    graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, accumulator: IntType | None = None, trace: bool = False
+) -> BackendRun:
     """Simulate one batch step by step.
 
     Args:
@@ -108,37 +112,47 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, ac
         timesteps: T.
         record: also return every LIF layer's spikes at every step.
         accumulator: count synaptic sums A outside this type (None: do not count).
+        trace: also return every LIF layer's membrane after every step.
 
     Raises:
         TargetError: a LIF layer with overflow policy ``error`` overflowed (names the step).
     """
     chain = [(name, node) for name, node in graph.chain() if not isinstance(node, Output)][1:]
-    static = graph.input.encoding == "static"
     batch = x.shape[0]
     shapes = graph.shapes()
     params = {n: lif.LIFParams.from_node(node, n) for n, node in chain if isinstance(node, LIF)}
-    states = {n: lif.initial_state((batch, *shapes[n])) for n in params}
     counts = {n: np.zeros((batch, *shapes[n]), np.int64) for n in params}
     acc_over = dict.fromkeys(params, 0)
     spikes = {n: np.zeros((timesteps, batch, *shapes[n]), np.uint8) for n in params} if record else None
+    membranes = {n: np.zeros((timesteps, batch, *shapes[n]), np.int64) for n in params} if trace else None
 
-    for t in range(timesteps):
-        h = x if static else x[:, t]
+    def chain_step(h: np.ndarray, states: dict[str, lif.LIFState], _: object) -> tuple[dict[str, np.ndarray], dict[str, lif.LIFState]]:
+        # one time step through the whole chain; returns every LIF layer's spikes
+        out, new = {}, {}
         for name, node in chain:
             if not isinstance(node, LIF):
                 h = apply_node(node, h)
                 continue
             if accumulator is not None:
                 acc_over[name] += outside(h, accumulator)
-            try:
-                h, states[name] = lif.step(h, states[name], params[name])
-            except TargetError as exc:
-                raise TargetError(f"{exc} at step {t}") from None
-            counts[name] += h
+            h, new[name] = lif.step(h, states[name], params[name])
+            out[name] = h
+        return out, new
+
+    def collect(t: int, out: dict[str, np.ndarray], states: dict[str, lif.LIFState]) -> None:
+        for name, s in out.items():
+            counts[name] += s
             if spikes is not None:
-                spikes[name][t] = h
+                spikes[name][t] = s
+            if membranes is not None:
+                membranes[name][t] = states[name].v
+
+    initial = {n: lif.initial_state((batch, *shapes[n])) for n in params}
+    static = graph.input.encoding == "static"
+    inputs = x if static else x.swapaxes(0, 1)  # frames: (B, T, ...) -> per step (B, ...), a view
+    states = run_steps(chain_step, inputs, initial, None, timesteps, static=static, sink=collect)
     saturations = {n: int(s.overflows.sum()) for n, s in states.items()}
-    return BackendRun(counts, saturations, acc_over, spikes)
+    return BackendRun(counts, saturations, acc_over, spikes, membranes)
 
 
 __all__ = ["BackendRun", "apply_node", "conv2d", "linear", "outside", "run", "sum_pool2d"]

@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from qsnn_deploy.analysis.bounds import magnitudes
 from qsnn_deploy.errors import GraphError, QsnnError, TargetError
-from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
-from qsnn_deploy.sim import reference
+from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear
+from qsnn_deploy.sim import cuba_chain, reference
 from qsnn_deploy.targets import TargetProfile
 
 BACKENDS = ("auto", "fast", "reference")
@@ -82,6 +83,7 @@ class SimResult:
     layer_spike_counts: dict[str, np.ndarray]  # LIF name -> (B,) spikes per sample over T
     spikes: dict[str, np.ndarray] | None = None  # if record: LIF name -> (T, B, *shape) uint8
     backend: str = "reference"  # the backend that ran
+    membranes: dict[str, np.ndarray] | None = None  # if trace: LIF name -> (T, B, *shape) int64 V[t]
 
 
 @dataclass(frozen=True)
@@ -181,18 +183,9 @@ def _layers(graph: Graph) -> tuple[list[_Layer], str]:
 
 def check_int64_range(graph: Graph) -> None:
     """Raise unless every synaptic sum of ``graph`` provably fits int64 (|sum| < 2^62)."""
-    inp = graph.input
-    bound = float(max(abs(inp.dtype.min), abs(inp.dtype.max)))
-    for name, node in graph.chain()[1:]:
-        if isinstance(node, (Conv2d, Linear)):
-            w = np.abs(node.weight.values.astype(np.float64)).reshape(node.weight.shape[0], -1)
-            bound *= float(w.sum(axis=1).max())
-        elif isinstance(node, SumPool2d):
-            bound *= node.kernel[0] * node.kernel[1]
-        elif isinstance(node, LIF):
-            bound = 1.0
+    for name, bound in magnitudes(graph).items():
         if bound >= INT64_SAFE:
-            raise TargetError(f"layer {name!r}: worst-case synaptic sum {bound:.3g} does not fit the simulator's int64")
+            raise TargetError(f"layer {name!r}: worst-case synaptic sum {float(bound):.3g} does not fit the simulator's int64")
 
 
 # --- the API --------------------------------------------------------------------------------
@@ -234,7 +227,14 @@ def _backend(backend: str) -> Any:
 
 
 def simulate(
-    graph: Graph, x: np.ndarray, timesteps: int, *, backend: str = "auto", record: bool = False, target: TargetProfile | None = None
+    graph: Graph,
+    x: np.ndarray,
+    timesteps: int,
+    *,
+    backend: str = "auto",
+    record: bool = False,
+    target: TargetProfile | None = None,
+    trace: bool = False,
 ) -> SimResult:
     """Simulate a batch bit-exactly; every backend gives the same result.
 
@@ -247,6 +247,8 @@ def simulate(
         record: also return every LIF layer's spikes at every step, (T, B, *shape) uint8.
         target: if given, inputs must fit its input type and synaptic sums outside its
             accumulator type are counted (``LayerStats.accumulator_overflows``).
+        trace: also return every LIF layer's membrane V[t] after every step (after an
+            immediate reset), (T, B, *shape) int64; runs the reference backend.
 
     Returns:
         Output counts, predictions, per-layer statistics (module docstring) and spikes.
@@ -258,12 +260,15 @@ def simulate(
         TargetError: x outside the target's input type; a layer with overflow policy
             ``error`` overflowed; a synaptic sum could exceed int64.
     """
+    if cuba_chain.is_current_based(graph):  # Xylo's neurons read their Linear themselves: their own chain loop
+        return cuba_chain.simulate(graph, _check_input(graph, x, timesteps, target), int(timesteps), record=record)
     layers, out_name = _layers(graph)
     check_int64_range(graph)
     x = _check_input(graph, x, timesteps, target)
-    module = _backend(backend)
+    module = reference if trace else _backend(backend)  # only the reference keeps every step's membranes
     acc = target.accumulator if target is not None else None
-    raw: reference.BackendRun = module.run(graph, x, int(timesteps), record=record, accumulator=acc)
+    extra = {"trace": True} if trace else {}
+    raw: reference.BackendRun = module.run(graph, x, int(timesteps), record=record, accumulator=acc, **extra)
     batch = x.shape[0]
     counts = raw.neuron_counts[out_name].reshape(batch, -1)
     stats = [_layer_stats(layer, raw, x, int(timesteps)) for layer in layers]
@@ -274,6 +279,7 @@ def simulate(
         layer_spike_counts={n: c.reshape(batch, -1).sum(axis=1) for n, c in raw.neuron_counts.items()},
         spikes=raw.spikes,
         backend=module.__name__.rsplit(".", 1)[-1],
+        membranes=raw.membranes,
     )
 
 

@@ -41,9 +41,8 @@ from qsnn_deploy.atomic import write_text_atomic
 from qsnn_deploy.errors import QsnnError
 from qsnn_deploy.training.checkpoint import Checkpoint, model_state, save_checkpoint
 from qsnn_deploy.training.config import ModelConfig, TrainConfig
+from qsnn_deploy.training.evaluation import EVAL_BATCH, _to_tensor, evaluate  # noqa: F401
 from qsnn_deploy.training.restore import Plan, restore
-
-EVAL_BATCH = 256
 
 
 @dataclass
@@ -55,32 +54,6 @@ class RunResult:
     test_acc_at_best: float
     history: list[dict[str, Any]]
     stopped_early: bool
-
-
-def _to_tensor(x: np.ndarray):
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(x))
-
-
-def evaluate(model: Any, split: Any, batch_size: int = EVAL_BATCH, progress: bool = False, desc: str = "eval") -> float:
-    """Accuracy of ``model`` (eval mode, fast forward) on a data ``Split``."""
-    import torch
-    from tqdm import tqdm
-
-    from qsnn_deploy.data.loaders import iterate_batches
-    from qsnn_deploy.training.model import predict
-
-    was_training = model.training
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        batches = iterate_batches(split, batch_size, shuffle=False)
-        total = math.ceil(len(split) / batch_size)
-        for xb, yb in tqdm(batches, total=total, desc=desc, leave=False, disable=not progress):
-            correct += int((predict(model(_to_tensor(xb))) == _to_tensor(yb)).sum())
-    model.train(was_training)
-    return correct / max(len(split), 1)
 
 
 def _accuracy_text(acc: float | None) -> str:
@@ -332,6 +305,23 @@ class _Run:
         return self.state["bad_epochs"] >= self.tcfg.patience
 
 
+def _fit_epochs(run: _Run, last_epoch: int, on_epoch: Callable[[dict[str, Any]], None] | None, progress: bool) -> None:
+    """Fit, evaluate and record each epoch after the run's last one, until ``last_epoch`` or early stopping."""
+    from tqdm import tqdm
+
+    epoch_bar = tqdm(range(run.state["epoch"] + 1, last_epoch + 1), desc="epochs", disable=not progress, position=0)
+    for epoch in epoch_bar:
+        if run.stopped_early:
+            break
+        t0 = time.perf_counter()
+        train_loss, train_acc = run.fit_epoch(epoch)
+        val_acc, test_acc = run.evaluate()
+        run.record_epoch(epoch, train_loss, train_acc, val_acc, test_acc, time.perf_counter() - t0)
+        if on_epoch is not None:
+            on_epoch(run.history[-1])
+        epoch_bar.set_postfix(val=_accuracy_text(val_acc), best=f"{_accuracy_text(run.state['best_val_acc'])}@{run.state['best_epoch']}")
+
+
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -355,7 +345,6 @@ def train(
     to stop the run (a hyperparameter search prunes a trial this way).
     """
     import torch
-    from tqdm import tqdm
 
     from qsnn_deploy.targets import load_target
 
@@ -381,17 +370,6 @@ def train(
     run = _Run(plan, out, splits, init_from, refit_from, progress)
     if run.target is not None and run.state["epoch"] == 0:
         run.record_start()
-    epochs = range(run.state["epoch"] + 1, plan.train_cfg.epochs + 1)
-    epoch_bar = tqdm(epochs, desc="epochs", disable=not progress, position=0)
-    for epoch in epoch_bar:
-        if run.stopped_early:
-            break
-        t0 = time.perf_counter()
-        train_loss, train_acc = run.fit_epoch(epoch)
-        val_acc, test_acc = run.evaluate()
-        run.record_epoch(epoch, train_loss, train_acc, val_acc, test_acc, time.perf_counter() - t0)
-        if on_epoch is not None:
-            on_epoch(run.history[-1])
-        epoch_bar.set_postfix(val=_accuracy_text(val_acc), best=f"{_accuracy_text(run.state['best_val_acc'])}@{run.state['best_epoch']}")
+    _fit_epochs(run, plan.train_cfg.epochs, on_epoch, progress)
     s = run.state
     return RunResult(out, s["epoch"], s["best_epoch"], s["best_val_acc"], s["test_acc_at_best"], run.history, run.stopped_early)

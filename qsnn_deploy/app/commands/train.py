@@ -9,6 +9,10 @@ import click
 from qsnn_deploy.app.options import data_options
 from qsnn_deploy.training.config import SCHEDULES
 
+#: flags that override the model config and the training config, by field name
+MODEL_FLAGS = ("timesteps", "weight_bits")
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "schedule", "patience", "seed")
+
 
 @click.command()
 @click.option("--preset", default="fmnist-int4", show_default=True, help="Recipe of Table I (see `qsnn-deploy presets`).")
@@ -50,29 +54,7 @@ from qsnn_deploy.training.config import SCHEDULES
     help="Run config (JSON/TOML: preset, [model], [train] fields), e.g. from `tune --report`; flags given win.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(
-    preset,
-    out_dir,
-    epochs,
-    timesteps,
-    batch_size,
-    lr,
-    schedule,
-    patience,
-    weight_bits,
-    limit_train,
-    limit_test,
-    seed,
-    data,
-    data_dir,
-    resume,
-    force,
-    finetune_from,
-    target,
-    refit_from,
-    config_file,
-    quiet,
-) -> None:
+def train(preset, out_dir, finetune_from, refit_from, target, data, quiet, **flags) -> None:
     """Train a QSNN with the paper's QAT recipe (resumable), or fine-tune one for a target.
 
     With --finetune MODEL the run starts from MODEL and trains through the target's integer
@@ -89,11 +71,11 @@ def train(
 
     if target is not None and finetune_from is None:
         raise click.BadParameter("--target is the target of --finetune; pass --finetune MODEL too", param_hint="--target")
-    if refit_from is not None and epochs is None:
+    if refit_from is not None and flags["epochs"] is None:
         raise click.BadParameter("give --epochs, the epoch to refit up to (the one early stopping chose)", param_hint="--refit-from")
-    model_changes = {"timesteps": timesteps, "weight_bits": weight_bits}
-    train_changes = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "schedule": schedule}
-    train_changes.update(patience=patience, seed=seed, dataset=data)
+    model_changes = {k: flags.pop(k) for k in MODEL_FLAGS}
+    train_changes = {**{k: flags.pop(k) for k in TRAIN_FLAGS}, "dataset": data}
+    config_file = flags.pop("config_file")
     if config_file is not None:
         preset, model_changes, train_changes = _apply_config_file(config_file, preset, model_changes, train_changes)
     recipe = resolve_recipe(
@@ -109,15 +91,11 @@ def train(
         recipe.train,
         out_dir,
         preset=recipe.preset,
-        data_dir=data_dir,
-        limit_train=limit_train,
-        limit_test=limit_test,
-        resume=resume,
-        force=force,
         progress=not quiet,
         init_from=recipe.init_from,
         target=recipe.target,
         refit_from=recipe.refit_from,
+        **flags,  # data_dir, limit_train, limit_test, resume, force
     )
     click.echo(describe_result(result))
 
