@@ -13,4 +13,4 @@ def test_tiny_search_records_trials_and_seeds(tmp_path):
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert done and all(0.0 <= t.value <= 1.0 for t in done)
     assert sorted(t.user_attrs["seed"] for t in trials) == [0, 1]
-    assert set(done[0].params) == set(SEARCH_SPACE)
+    assert set(done[0].params) == {d.name for d in SEARCH_SPACE}

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "export": "export:export",
     "sweep": "sweep:sweep",
     "demo": "demo:demo",
+    "tune": "tune:tune",
 }
 
 

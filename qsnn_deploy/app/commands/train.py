@@ -46,6 +46,13 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "schedule", "patience", "seed")
     help="Continue this run checkpoint (a last.pt) on the whole training set, validation split included, "
     "up to --epochs (the epoch early stopping chose); best.pt is then the last epoch.",
 )
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Run config (JSON/TOML: preset, [model], [train] fields), e.g. from `tune --report`; flags given win.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(preset, out_dir, finetune_from, refit_from, target, data, quiet, **flags) -> None:
     """Train a QSNN with the paper's QAT recipe (resumable), or fine-tune one for a target.
@@ -66,13 +73,18 @@ def train(preset, out_dir, finetune_from, refit_from, target, data, quiet, **fla
         raise click.BadParameter("--target is the target of --finetune; pass --finetune MODEL too", param_hint="--target")
     if refit_from is not None and flags["epochs"] is None:
         raise click.BadParameter("give --epochs, the epoch to refit up to (the one early stopping chose)", param_hint="--refit-from")
+    model_changes = {k: flags.pop(k) for k in MODEL_FLAGS}
+    train_changes = {**{k: flags.pop(k) for k in TRAIN_FLAGS}, "dataset": data}
+    config_file = flags.pop("config_file")
+    if config_file is not None:
+        preset, model_changes, train_changes = _apply_config_file(config_file, preset, model_changes, train_changes)
     recipe = resolve_recipe(
         preset,
         finetune_from=load_checkpoint(finetune_from) if finetune_from is not None else None,
         refit_from=load_checkpoint(refit_from) if refit_from is not None else None,
         target=target,
-        model_changes={k: flags.pop(k) for k in MODEL_FLAGS},
-        train_changes={**{k: flags.pop(k) for k in TRAIN_FLAGS}, "dataset": data},
+        model_changes=model_changes,
+        train_changes=train_changes,
     )
     result = run_train(
         recipe.model,
@@ -86,6 +98,16 @@ def train(preset, out_dir, finetune_from, refit_from, target, data, quiet, **fla
         **flags,  # data_dir, limit_train, limit_test, resume, force
     )
     click.echo(describe_result(result))
+
+
+def _apply_config_file(path, preset, model_changes, train_changes):
+    """(preset, model changes, train changes) with a --config file under the flags given."""
+    from qsnn_deploy.training.run_config import load_run_config, merge_changes
+
+    config = load_run_config(path)
+    if config.preset is not None and click.get_current_context().get_parameter_source("preset").name == "DEFAULT":
+        preset = config.preset
+    return (preset, *merge_changes(config, model_changes, train_changes))
 
 
 def describe_result(result) -> str:
