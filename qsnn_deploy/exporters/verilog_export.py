@@ -4,7 +4,7 @@
 
 - ``qsnn_layer.v`` (one layer engine, package data) and ``qsnn_core.v`` (generated: the layer
   engines of this graph, their parameters, the input buffer, the step sequencer and the
-  ready/valid streams);
+  ready/valid streams); ``qsnn_up5k.v``, the place-and-route top (streams only on pins);
 - ``layer<K>_weights.hex``, ``layer<K>_threshold.hex``, ``layer<K>_bias.hex``: the ROMs, one
   ``$readmemh`` word per line at the value's own bit width (two's complement);
 - ``core.json``: the manifest the testbench and the synthesis report read (layers, shapes, T);
@@ -32,7 +32,7 @@ import numpy as np
 
 from qsnn_deploy.atomic import atomic_directory
 from qsnn_deploy.errors import ExportError
-from qsnn_deploy.exporters._verilog_top import core_verilog
+from qsnn_deploy.exporters._verilog_top import core_verilog, up5k_top_verilog
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Linear, Output, SumPool2d
 from qsnn_deploy.targets.rules import synaptic_sum_bounds
 
@@ -227,6 +227,7 @@ def export_verilog(
             (tmp / f"layer{k}_threshold.hex").write_text(hex_words(p.lif.threshold.values, p.lif.state.bits))
             (tmp / f"layer{k}_bias.hex").write_text(hex_words(p.lif.bias.values, p.lif.state.bits))
         (tmp / "qsnn_core.v").write_text(core_verilog(graph, plans, timesteps, OVERFLOW_CODES))
+        (tmp / "qsnn_up5k.v").write_text(up5k_top_verilog(graph, timesteps))
         (tmp / "core.json").write_text(json.dumps(info, indent=1) + "\n")
         if data is not None:
             (tmp / "golden.json").write_text(json.dumps(data, separators=(",", ":")) + "\n")

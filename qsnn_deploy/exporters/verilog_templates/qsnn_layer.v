@@ -3,7 +3,7 @@
 // Per time step the engine (1) scans its source memory (the previous layer's spike bitmap,
 // or the input frame), (2) for every non-zero source value scatters value * weight into the
 // accumulator RAM of every neuron it reaches, one synapse per cycle (2-stage pipeline with
-// forwarding), and (3) runs the LIF update of every neuron, two cycles each, writing the new
+// forwarding), and (3) runs the LIF update of every neuron, four cycles each, writing the new
 // membrane and spike bit and emitting debug events. Arithmetic: docs/arithmetic.md 6.4.
 // Verilog-2005; accepted by Yosys 0.23, Verilator 5.006 and Icarus Verilog.
 `default_nettype none
@@ -62,10 +62,11 @@ module qsnn_layer #(
     // wide signed width of the LIF datapath: decay product, and the sum of docs/arithmetic.md 6.4
     localparam integer PW = STATE_BITS + DECAY_SHIFT + 3;
     localparam integer UW0 = (ACC_BITS + INPUT_SHIFT > STATE_BITS ? ACC_BITS + INPUT_SHIFT : STATE_BITS) + 3;
-    localparam integer BW = PW > UW0 ? PW : UW0;
+    localparam integer UW = UW0;
+    localparam integer BW = PW > UW ? PW : UW;
 
     localparam [3:0] S_IDLE = 0, S_CLR = 1, S_SCAN_RD = 2, S_SCAN_CK = 3, S_TAP = 4, S_SCAN_ADV = 5,
-                     S_LIF_RD = 6, S_LIF_EX = 7, S_LIF_DBG = 8, S_EOL = 9, S_FIN = 10;
+                     S_LIF_RD = 6, S_LIF_EX = 7, S_LIF_DBG = 8, S_EOL = 9, S_FIN = 10, S_LIF_MUL = 11, S_LIF_SUM = 12;
     reg [3:0] state = S_IDLE;
     initial begin
         done = 0;
@@ -129,33 +130,39 @@ module qsnn_layer #(
     reg [STATE_BITS-1:0] v_q = 0, thr_q = 0, bias_q = 0;
     reg s_q = 0;
     reg [COUNT_BITS-1:0] cnt_q = 0;
+    // three pipeline stages (one neuron at a time): decay; sum; overflow, compare and reset
     localparam signed [BW-1:0] ONE = 1;
-    localparam signed [BW-1:0] SMAX = (ONE <<< (STATE_BITS - 1)) - ONE;
-    localparam signed [BW-1:0] SMIN = -(ONE <<< (STATE_BITS - 1));
-    localparam signed [BW-1:0] MUL = DECAY_MUL;
-    localparam signed [BW-1:0] RND = (HALF_UP != 0 && DECAY_SHIFT > 0) ? (ONE <<< (DECAY_SHIFT - 1)) : 0;
-    wire signed [BW-1:0] v_old = $signed(v_q);
-    wire signed [BW-1:0] thr = $signed(thr_q);
-    wire signed [BW-1:0] bias = $signed(bias_q);
-    wire signed [BW-1:0] a_in = $signed(acc_q);
+    localparam signed [UW-1:0] SMAX = (ONE <<< (STATE_BITS - 1)) - ONE;
+    localparam signed [UW-1:0] SMIN = -(ONE <<< (STATE_BITS - 1));
+    localparam signed [PW-1:0] MUL = DECAY_MUL;
+    localparam signed [PW-1:0] RND = (HALF_UP != 0 && DECAY_SHIFT > 0) ? (ONE <<< (DECAY_SHIFT - 1)) : 0;
     wire zero_first = RESET_ZERO != 0 && IMMEDIATE == 0 && s_q;
-    wire signed [BW-1:0] v_pre = zero_first ? 0 : v_old;
-    wire signed [BW-1:0] decayed = (v_pre * MUL + RND) >>> DECAY_SHIFT;
+    wire signed [PW-1:0] v_pre = zero_first ? 0 : $signed(v_q);
+    wire signed [PW-1:0] decayed = (v_pre * MUL + RND) >>> DECAY_SHIFT;  // D(V), fits STATE_BITS + 1
+    reg signed [STATE_BITS+1:0] decayed_q = 0;
     wire subtract_now = RESET_ZERO == 0 && IMMEDIATE == 0 && s_q;
-    wire signed [BW-1:0] u = decayed + (a_in <<< INPUT_SHIFT) + bias - (subtract_now ? thr : 0);
-    wire u_high = u > SMAX, u_low = u < SMIN;
-    wire signed [BW-1:0] u_wrapped = $signed(u[STATE_BITS-1:0]);
-    wire signed [BW-1:0] v1 = OVERFLOW == 1 ? u_wrapped : (u_high ? SMAX : (u_low ? SMIN : u));
+    wire signed [UW-1:0] a_in = $signed(acc_q);
+    wire signed [UW-1:0] thr_w = $signed(thr_q);
+    wire signed [UW-1:0] bias_w = $signed(bias_q);
+    wire signed [UW-1:0] u = decayed_q + (a_in <<< INPUT_SHIFT) + bias_w - (subtract_now ? thr_w : 0);
+    reg signed [UW-1:0] u_q = 0;
+    wire u_high = u_q > SMAX, u_low = u_q < SMIN;
+    wire signed [STATE_BITS-1:0] thr = $signed(thr_q);
+    wire signed [STATE_BITS-1:0] v1 = OVERFLOW == 1 ? u_q[STATE_BITS-1:0] : (u_high ? SMAX[STATE_BITS-1:0] : (u_low ? SMIN[STATE_BITS-1:0] : u_q[STATE_BITS-1:0]));
     wire s_new = CMP_GE ? (v1 >= thr) : (v1 > thr);
-    wire signed [BW-1:0] v_reset = RESET_ZERO ? 0 : v1 - thr;
-    wire signed [BW-1:0] v_new = (IMMEDIATE != 0 && s_new) ? v_reset : v1;
+    wire signed [STATE_BITS-1:0] v_reset = RESET_ZERO ? 0 : v1 - thr;  // v1 > thr > 0: no overflow
+    wire signed [STATE_BITS-1:0] v_new = (IMMEDIATE != 0 && s_new) ? v_reset : v1;
+    always @(posedge clk) begin
+        decayed_q <= decayed[STATE_BITS+1:0];
+        u_q <= u;
+    end
 
     assign dbg_valid = (state == S_LIF_DBG) || (state == S_EOL);
     assign dbg_eol = (state == S_EOL);
     assign dbg_neuron = ln;
 
     // synchronous reads (one address per memory per cycle)
-    wire lif_phase = (state == S_LIF_RD || state == S_LIF_EX || state == S_CLR);
+    wire lif_phase = (state == S_LIF_RD || state == S_LIF_MUL || state == S_LIF_SUM || state == S_LIF_EX || state == S_CLR);
     always @(posedge clk) begin
         w_q <= weight_rom[tap_waddr];
         acc_q <= acc_ram[state == S_TAP ? tap_target[OUT_AW-1:0] : ln];
@@ -273,7 +280,9 @@ module qsnn_layer #(
                 end
             end
             S_SCAN_ADV: scan_advance;
-            S_LIF_RD: state <= S_LIF_EX;
+            S_LIF_RD: state <= S_LIF_MUL;
+            S_LIF_MUL: state <= S_LIF_SUM;
+            S_LIF_SUM: state <= S_LIF_EX;
             S_LIF_EX: begin
                 if (OVERFLOW == 2 && (u_high || u_low)) ovf_error <= 1;
                 if (dbg_en && s_new) state <= S_LIF_DBG;

@@ -36,7 +36,7 @@ async def feed(dut, words, frames, frame_words):
 def step_bound(core):
     """Cycles one step may take at most: every source value an event, every LIF update stalled."""
     cycles = sum(2 * layer["source_neurons"] * (layer["synapses_per_event"] + 2) + 4 * layer["neurons"] for layer in core["layers"])
-    return 2 * cycles + 4 * len(core["layers"]) * 0 + 10_000
+    return 2 * cycles + 10_000
 
 
 async def run_sample(dut, core, sample, index, rasters_on):
@@ -54,15 +54,17 @@ async def run_sample(dut, core, sample, index, rasters_on):
     timeout = Timer(step_bound(core) * CLOCK_NS, "ns")
     spike_edge, out_edge = RisingEdge(dut.dbg_valid), RisingEdge(dut.out_valid)
     stats = {}
+    carried = False  # the debug stream may present the next event right after a handshake
     while len(counts) < core["outputs"]:
-        fired = await First(spike_edge, out_edge, timeout)
-        assert fired is not timeout, f"sample {index}: the core stalled (no spike and no output for {step_bound(core)} cycles)"
-        await ReadOnly()
-        if fired is out_edge:
-            counts.append(int(dut.out_data.value))
-            if len(counts) == core["outputs"]:
-                stats = {"cycles": int(dut.cycles.value), "taps": int(dut.taps.value)}
-            continue
+        if not carried:
+            fired = await First(spike_edge, out_edge, timeout)
+            assert fired is not timeout, f"sample {index}: the core stalled (no spike and no output for {step_bound(core)} cycles)"
+            await ReadOnly()
+            if fired is out_edge:
+                counts.append(int(dut.out_data.value))
+                if len(counts) == core["outputs"]:
+                    stats = {"cycles": int(dut.cycles.value), "taps": int(dut.taps.value)}
+                continue
         layer, neuron, eol = int(dut.dbg_layer.value), int(dut.dbg_neuron.value), int(dut.dbg_eol.value)
         if eol:
             t = step[layer]
@@ -78,6 +80,8 @@ async def run_sample(dut, core, sample, index, rasters_on):
         await Timer(1, "ns")
         dut.dbg_ready.value = 1
         await RisingEdge(dut.clk)
+        await ReadOnly()
+        carried = int(dut.dbg_valid.value) == 1
         await Timer(1, "ns")
         dut.dbg_ready.value = 0
     assert counts == sample["counts"], f"sample {index}: output counts differ: RTL {counts}, simulator {sample['counts']}"
