@@ -90,6 +90,15 @@ FORMATS: dict[str, ExportFormat] = {
             (("nir_dialect", "dialect"),),
             summary="HDF5 (norse, snnTorch and other NIR readers)",
         ),
+        ExportFormat(
+            "verilog",
+            "verilog_export",
+            "export_verilog",
+            ".verilog",
+            (("timesteps", "timesteps"), ("golden", "golden")),
+            directory=True,
+            summary="synthesizable Verilog core + cocotb testbench + iCE40 UP5K synthesis (docs/fpga.md)",
+        ),
     )
 }
 

@@ -57,11 +57,14 @@ def _instance(k: int, p: Any, timesteps: int, overflow_codes: dict[str, int], la
         "KEEP_COUNTS": int(last),
     }
     text = ",\n".join(f"        .{key}({value})" for key, value in params.items())
-    files = ",\n".join(f'        .{key}("layer{k}_{stem}.hex")' for key, stem in (("WEIGHT_FILE", "weights"), ("THRESHOLD_FILE", "threshold"), ("BIAS_FILE", "bias")))
+    files = ",\n".join(
+        f'        .{key}("layer{k}_{stem}.hex")'
+        for key, stem in (("WEIGHT_FILE", "weights"), ("THRESHOLD_FILE", "threshold"), ("BIAS_FILE", "bias"))
+    )
     src = "in_q" if k == 0 else f"l{k - 1}_spk"
     spk_addr = f"l{k + 1}_src_addr" if not last else "{" + f"{_bits(p.neurons)}" + "{1'b0}}"
     cnt_addr = "out_n" if last else "{" + f"{_bits(p.neurons)}" + "{1'b0}}"
-    return f"""    // layer {k}: {p.name} ({'Linear' if p.linear else 'Conv2d'} {p.source} -> LIF {p.out}, {lif.state.name}, {lif.overflow}, {lif.rounding}, {lif.compare}, {lif.reset}/{lif.reset_timing})
+    return f"""    // layer {k}: {p.name} ({"Linear" if p.linear else "Conv2d"} {p.source} -> LIF {p.out}, {lif.state.name}, {lif.overflow}, {lif.rounding}, {lif.compare}, {lif.reset}/{lif.reset_timing})
     wire [{_bits(int(np.prod(p.source))) - 1}:0] l{k}_src_addr;
     wire l{k}_spk;
     wire [COUNT_BITS-1:0] l{k}_cnt;

@@ -101,7 +101,9 @@ def _pool_shift(pool: SumPool2d | None, where: str) -> tuple[int, int]:
     if pool is None:
         return (0, 0)
     if pool.kernel != pool.stride or any(k & (k - 1) for k in pool.kernel):
-        raise ExportError(f"verilog: {where}: SumPool2d needs stride == kernel, a power of two (got kernel {pool.kernel}, stride {pool.stride})")
+        raise ExportError(
+            f"verilog: {where}: SumPool2d needs stride == kernel, a power of two (got kernel {pool.kernel}, stride {pool.stride})"
+        )
     return (pool.kernel[0].bit_length() - 1, pool.kernel[1].bit_length() - 1)
 
 
@@ -121,7 +123,9 @@ def plan_layers(graph: Graph) -> list[LayerPlan]:
         ops = [(n, v) for n, v in group[:-1] if not isinstance(v, Flatten)]
         kinds = [type(v).__name__ for _, v in ops]
         if kinds not in (["Linear"], ["Conv2d"], ["Conv2d", "SumPool2d"]):
-            raise ExportError(f"verilog: layer {name!r} is {'+'.join(kinds) or 'empty'}; the core implements Linear, Conv2d or Conv2d+SumPool2d before a LIF")
+            raise ExportError(
+                f"verilog: layer {name!r} is {'+'.join(kinds) or 'empty'}; the core implements Linear, Conv2d or Conv2d+SumPool2d before a LIF"
+            )
         syn = ops[0][1]
         conv_out = shapes[ops[0][0]]
         if isinstance(syn, Conv2d) and syn.stride != (1, 1):
@@ -197,9 +201,7 @@ def golden_vectors(graph: Graph, plans: list[LayerPlan], x: np.ndarray, timestep
     return {"timesteps": timesteps, "samples": samples}
 
 
-def export_verilog(
-    graph: Graph, path: str | os.PathLike[str], *, timesteps: int | None = None, golden: np.ndarray | None = None, target: Any = None
-) -> Path:
+def export_verilog(graph: Graph, path: str | os.PathLike[str], *, timesteps: int | None = None, golden: np.ndarray | None = None) -> Path:
     """Write the Verilog core of ``graph`` (and its testbench and golden vectors) into folder ``path``.
 
     Args:
@@ -207,7 +209,6 @@ def export_verilog(
         path: the output folder (replaced atomically).
         timesteps: T, the steps per sample (a parameter of the core); required.
         golden: input samples, (N, *input shape) or (N, T, *input shape) for frames.
-        target: unused (the core implements the graph's own arithmetic fields).
 
     Raises:
         ExportError: no T, or a graph the core does not implement.

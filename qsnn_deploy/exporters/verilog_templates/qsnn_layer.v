@@ -78,7 +78,8 @@ module qsnn_layer #(
     reg [STATE_BITS-1:0] threshold_rom [0:N_PARAMS-1];
     reg [STATE_BITS-1:0] bias_rom [0:N_PARAMS-1];
     reg [ACC_BITS-1:0] acc_ram [0:OUT_N-1];
-    reg [STATE_BITS-1:0] v_ram [0:OUT_N-1];
+    // membranes: one address per cycle (read and write share ln), so an iCE40 SPRAM can hold them
+    (* ram_style = "huge" *) reg [STATE_BITS-1:0] v_ram [0:OUT_N-1];
     reg spk_ram [0:OUT_N-1];
     initial begin
         $readmemh(WEIGHT_FILE, weight_rom);
@@ -166,7 +167,6 @@ module qsnn_layer #(
     always @(posedge clk) begin
         w_q <= weight_rom[tap_waddr];
         acc_q <= acc_ram[state == S_TAP ? tap_target[OUT_AW-1:0] : ln];
-        v_q <= v_ram[ln];
         s_q <= spk_ram[ln];
         thr_q <= threshold_rom[lp];
         bias_q <= bias_rom[lp];
@@ -185,15 +185,17 @@ module qsnn_layer #(
         else if (state == S_CLR || (state == S_LIF_EX && STATIC_SRC == 0)) acc_ram[ln] <= 0;
     end
 
-    // membrane, spike bitmap and counts writes
+    // membranes: a single-port RAM (read when not written: an iCE40 SPRAM's NO_CHANGE mode)
+    wire v_we = (state == S_CLR) || (state == S_LIF_EX);
     always @(posedge clk) begin
-        if (state == S_CLR) begin
-            v_ram[ln] <= 0;
-            spk_ram[ln] <= 0;
-        end else if (state == S_LIF_EX) begin
-            v_ram[ln] <= v_new[STATE_BITS-1:0];
-            spk_ram[ln] <= s_new;
-        end
+        if (v_we) v_ram[ln] <= (state == S_CLR) ? {STATE_BITS{1'b0}} : v_new;
+        else v_q <= v_ram[ln];
+    end
+
+    // spike bitmap writes
+    always @(posedge clk) begin
+        if (state == S_CLR) spk_ram[ln] <= 0;
+        else if (state == S_LIF_EX) spk_ram[ln] <= s_new;
     end
 
     generate

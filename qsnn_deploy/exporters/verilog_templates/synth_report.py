@@ -110,7 +110,12 @@ def print_table(report):
         rows.append((key, f"{value} / {UP5K[key]}" if value is not None else "-"))
     fmax = report["nextpnr"].get("fmax_mhz")
     rows.append(("fmax (nextpnr)", f"{fmax:.1f} MHz" if fmax else "not placed"))
-    rows.append((f"cycles / image (RTL, T={report['timesteps']})", f"{report['cycles_per_image']:,.0f}" if report["cycles_per_image"] else "run make test first"))
+    rows.append(
+        (
+            f"cycles / image (RTL, T={report['timesteps']})",
+            f"{report['cycles_per_image']:,.0f}" if report["cycles_per_image"] else "run make test first",
+        )
+    )
     rows.append(("images / s", f"{report['images_per_s']:,.1f}" if report["images_per_s"] else "-"))
     rows.append(("memory reads / image", f"{report['memory_reads_per_image']:,.0f}" if report["memory_reads_per_image"] else "-"))
     for key, need in report["short"].items():

@@ -72,7 +72,9 @@ async def run_sample(dut, core, sample, index, rasters_on):
             if current[layer] != want:
                 extra = sorted(set(current[layer]) - set(want))[:8]
                 missing = sorted(set(want) - set(current[layer]))[:8]
-                raise AssertionError(f"sample {index} layer {layers[layer]} step {t}: spikes differ; RTL only {extra}, simulator only {missing}")
+                raise AssertionError(
+                    f"sample {index} layer {layers[layer]} step {t}: spikes differ; RTL only {extra}, simulator only {missing}"
+                )
             step[layer] += 1
             current[layer] = []
         else:
