@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from graph_factory import fmnist_deployable, fmnist_images
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graph_factory import fmnist_deployable, fmnist_images
 from qsnn_deploy.exporters import export
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d
 from qsnn_deploy.ir.dtypes import IntType

@@ -33,7 +33,7 @@ import numpy as np
 from qsnn_deploy.atomic import atomic_directory
 from qsnn_deploy.errors import ExportError
 from qsnn_deploy.exporters._verilog_top import core_verilog, up5k_top_verilog
-from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Linear, Output, SumPool2d
+from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Output, SumPool2d
 from qsnn_deploy.targets.rules import synaptic_sum_bounds
 
 #: files copied verbatim from verilog_templates/ into every export
