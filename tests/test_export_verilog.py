@@ -288,3 +288,37 @@ def cycles_formula(core: dict[str, Any], sample: dict[str, Any]) -> int:
             scatter = 0 if kept else 2 * lay["source_neurons"] + events * (lay["synapses_per_event"] + 1)
             total += 4 + scatter + 4 * lay["neurons"]
     return total
+
+
+def test_cli_writes_the_core_folder_and_refuses_an_unsupported_graph(runner, tmp_path):
+    """``export --format verilog`` writes the whole folder; a strided conv is refused with status 7."""
+    from qsnn_deploy.app.cli import cli
+    from qsnn_deploy.exporters.json_graph import export_graph_json
+
+    graph = edge_graph(3, [_fields(VERILATOR_VARIANTS["saturate"][k]) for k in range(3)], 12)
+    doc = export_graph_json(graph, tmp_path / "g.graph.json", timesteps=4)
+    res = runner.invoke(cli, ["export", str(doc), "--format", "verilog", "-o", str(tmp_path / "core")])
+    assert res.exit_code == 0, res.output
+    written = {p.name for p in (tmp_path / "core").iterdir()}
+    assert {"qsnn_core.v", "qsnn_layer.v", "qsnn_up5k.v", "Makefile", "test_qsnn.py", "core.json", "layer2_weights.hex"} <= written
+    assert "parameter" not in (tmp_path / "core" / "layer0_weights.hex").read_text()
+    assert (tmp_path / "core" / "layer0_weights.hex").read_text().splitlines()[:9] == ["7"] * 9  # channel 0: all +7, 4-bit words
+
+    conv = graph.nodes["conv"]
+    strided = Graph.sequential(
+        [(n, Conv2d(weight=conv.weight, stride=(2, 2), padding=(1, 1)) if n == "conv" else v) for n, v in graph.chain()][:4]
+        + [("output", Output())]
+    )
+    res = runner.invoke(
+        cli,
+        [
+            "export",
+            str(export_graph_json(strided, tmp_path / "s.graph.json", timesteps=4)),
+            "--format",
+            "verilog",
+            "-o",
+            str(tmp_path / "bad"),
+        ],
+    )
+    assert res.exit_code == 7 and "stride (2, 2)" in res.output
+    assert not (tmp_path / "bad").exists()

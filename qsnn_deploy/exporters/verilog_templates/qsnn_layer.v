@@ -27,6 +27,7 @@ module qsnn_layer #(
     parameter integer HALF_UP = 1, parameter integer OVERFLOW = 0,  // 0 saturate, 1 wrap, 2 error
     parameter integer CMP_GE = 0, parameter integer RESET_ZERO = 0, parameter integer IMMEDIATE = 0,
     parameter integer COUNT_BITS = 1, parameter integer KEEP_COUNTS = 0,
+    parameter integer SPRAM_MIN_BITS = 32768,
     parameter WEIGHT_FILE = "weights.hex", parameter THRESHOLD_FILE = "threshold.hex",
     parameter BIAS_FILE = "bias.hex"
 ) (
@@ -78,8 +79,6 @@ module qsnn_layer #(
     reg [STATE_BITS-1:0] threshold_rom [0:N_PARAMS-1];
     reg [STATE_BITS-1:0] bias_rom [0:N_PARAMS-1];
     reg [ACC_BITS-1:0] acc_ram [0:OUT_N-1];
-    // membranes: one address per cycle (read and write share ln), so an iCE40 SPRAM can hold them
-    (* ram_style = "huge" *) reg [STATE_BITS-1:0] v_ram [0:OUT_N-1];
     reg spk_ram [0:OUT_N-1];
     initial begin
         $readmemh(WEIGHT_FILE, weight_rom);
@@ -185,12 +184,26 @@ module qsnn_layer #(
         else if (state == S_CLR || (state == S_LIF_EX && STATIC_SRC == 0)) acc_ram[ln] <= 0;
     end
 
-    // membranes: a single-port RAM (read when not written: an iCE40 SPRAM's NO_CHANGE mode)
+    // membranes: a single-port RAM (one address, ln; read when not written: an iCE40 SPRAM's
+    // NO_CHANGE mode). Layers of at least SPRAM_MIN_BITS ask for SPRAM; smaller ones would
+    // waste a whole 256-kbit block and stay in EBR or flip-flops.
     wire v_we = (state == S_CLR) || (state == S_LIF_EX);
-    always @(posedge clk) begin
-        if (v_we) v_ram[ln] <= (state == S_CLR) ? {STATE_BITS{1'b0}} : v_new;
-        else v_q <= v_ram[ln];
-    end
+    wire [STATE_BITS-1:0] v_wdata = (state == S_CLR) ? {STATE_BITS{1'b0}} : v_new;
+    generate
+        if (OUT_N * STATE_BITS >= SPRAM_MIN_BITS) begin : g_v_spram
+            (* ram_style = "huge" *) reg [STATE_BITS-1:0] v_ram [0:OUT_N-1];
+            always @(posedge clk) begin
+                if (v_we) v_ram[ln] <= v_wdata;
+                else v_q <= v_ram[ln];
+            end
+        end else begin : g_v_ram
+            reg [STATE_BITS-1:0] v_ram [0:OUT_N-1];
+            always @(posedge clk) begin
+                if (v_we) v_ram[ln] <= v_wdata;
+                else v_q <= v_ram[ln];
+            end
+        end
+    endgenerate
 
     // spike bitmap writes
     always @(posedge clk) begin
