@@ -27,7 +27,7 @@ module qsnn_layer #(
     parameter integer HALF_UP = 1, parameter integer OVERFLOW = 0,  // 0 saturate, 1 wrap, 2 error
     parameter integer CMP_GE = 0, parameter integer RESET_ZERO = 0, parameter integer IMMEDIATE = 0,
     parameter integer COUNT_BITS = 1, parameter integer KEEP_COUNTS = 0,
-    parameter integer SPRAM_MIN_BITS = 32768,
+    parameter integer SPRAM_MIN_BITS = 16384,
     parameter WEIGHT_FILE = "weights.hex", parameter THRESHOLD_FILE = "threshold.hex",
     parameter BIAS_FILE = "bias.hex"
 ) (
