@@ -77,10 +77,36 @@ def mean(values: list[int]) -> str:
     return f"{sum(values) / len(values):,.0f}" if values else "-"
 
 
-def main() -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
+def print_table(args, golden: dict, core: dict, stats: list[dict], problems: list[str], seconds: tuple[float, float, float]) -> None:
+    """The side-by-side figures: bit-exactness, RTL cycles beside the formula, wall times."""
     from test_export_verilog import cycles_formula
 
+    sim_s, build_s, rtl_s = seconds
+    cycles = [s["cycles"] for s in stats]
+    formula = [cycles_formula(core, s) for s in golden["samples"][: len(stats)]]
+    taps = [s["taps"] for s in stats]
+    rows = [
+        ("model", str(args.model)),
+        ("T, images", f"{args.timesteps}, {args.images}"),
+        ("RTL bit-identical (counts + every layer-step raster)", "yes" if not problems else f"NO ({len(problems)} differences)"),
+        ("samples compared", str(len(stats))),
+        ("cycles / image: RTL counter, mean", mean(cycles)),
+        ("cycles / image: docs/fpga.md formula, mean", mean(formula) + (" (equal per image)" if formula == cycles else " (DIFFERS)")),
+        ("cycles / image, min..max", f"{min(cycles):,}..{max(cycles):,}" if cycles else "-"),
+        ("synapse reads / image, mean", mean(taps)),
+        ("Verilator build", f"{build_s:.1f} s"),
+        ("RTL simulation (all images)", f"{rtl_s:.1f} s = {sum(cycles) / rtl_s / 1e6:.2f} M cycles/s" if cycles else f"{rtl_s:.1f} s"),
+        ("bit-accurate simulator (same images, record=True)", f"{sim_s:.2f} s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    for line in problems[:10]:
+        print("difference:", line)
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT / "tests"))  # the cycle formula lives in tests/test_export_verilog.py
     from qsnn_deploy.app.loading import load_deployable
     from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
     from qsnn_deploy.exporters import export
@@ -109,27 +135,7 @@ def main() -> None:
     start = time.perf_counter()
     stats, problems = run_harness(args.out, exe, golden, core)
     rtl_s = time.perf_counter() - start
-    cycles = [s["cycles"] for s in stats]
-    formula = [cycles_formula(core, s) for s in golden["samples"][: len(stats)]]
-    taps = [s["taps"] for s in stats]
-    rows = [
-        ("model", str(args.model)),
-        ("T, images", f"{args.timesteps}, {args.images}"),
-        ("RTL bit-identical (counts + every layer-step raster)", "yes" if not problems else f"NO ({len(problems)} differences)"),
-        ("samples compared", str(len(stats))),
-        ("cycles / image: RTL counter, mean", mean(cycles)),
-        ("cycles / image: docs/fpga.md formula, mean", mean(formula) + (" (equal per image)" if formula == cycles else " (DIFFERS)")),
-        ("cycles / image, min..max", f"{min(cycles):,}..{max(cycles):,}" if cycles else "-"),
-        ("synapse reads / image, mean", mean(taps)),
-        ("Verilator build", f"{build_s:.1f} s"),
-        ("RTL simulation (all images)", f"{rtl_s:.1f} s = {sum(cycles) / rtl_s / 1e6:.2f} M cycles/s" if cycles else f"{rtl_s:.1f} s"),
-        ("bit-accurate simulator (same images, record=True)", f"{sim_s:.2f} s"),
-    ]
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {value}")
-    for line in problems[:10]:
-        print("difference:", line)
+    print_table(args, golden, core, stats, problems, (sim_s, build_s, rtl_s))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", "QSNN_SAMPLES": str(args.cocotb)}
     if args.cocotb:
         start = time.perf_counter()
