@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from graph_factory import fmnist_deployable, fmnist_images
+from graph_factory import fmnist_deployable, fmnist_images, make_graph, random_input
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -330,3 +330,14 @@ def test_cli_writes_the_core_folder_and_refuses_an_unsupported_graph(runner, tmp
     )
     assert res.exit_code == 7 and "stride (2, 2)" in res.output
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("rounding", ["floor", "half_up"])
+def test_widest_arithmetic_bit_exact_on_icarus(tmp_path, rounding):
+    """A 48-bit state, decay_shift 30 and input_shift 40 (the IR's limits) through the RTL datapath."""
+    _need("iverilog", "vvp")
+    graph = make_graph(1, size=6, conv_channels=2, n_out=3, state_bits=48, decay_shift=30, beta=0.99, input_shift=40, rounding=rounding)
+    folder = _export(graph, tmp_path / "core", 6, random_input(graph, 2, 5))
+    golden = json.loads((folder / "golden.json").read_text())
+    assert all(any(step for step in raster) for raster in golden["samples"][0]["rasters"].values()), "every layer must spike"
+    _assert_passes(folder, "SIM=icarus")
