@@ -6,7 +6,7 @@
 Exports MODEL (default examples/fmnist_int4/model.pt, frozen for int4-core) with
 ``--format verilog`` and the first N Fashion-MNIST test images as golden vectors, builds the
 core with Verilator and a plain C++ harness (benchmarks/rtl/verilator_harness.cpp: the cocotb
-testbench runs the same core at about 0.2 M cycles/s, too slow for 20 images x 100 steps x
+testbench runs the same core at about 0.3 M cycles/s, too slow for 20 images x 100 steps x
 ~50 M cycles), and compares every layer's spike raster at every step and the output counts
 with the simulator's. It prints, side by side, the RTL's cycles per image (the core's own
 counter) beside the docs/fpga.md formula, synapse reads, and the wall times of the RTL

@@ -1,5 +1,5 @@
 // Plain Verilator harness of qsnn_core for benchmarks/rtl_shipped.py (no VPI: a cocotb run of
-// the same core is about 200k cycles/s, this one millions). Reads samples from argv[1] (one
+// the same core is about 0.3 M cycles/s, this one millions). Reads samples from argv[1] (one
 // line of input words per sample), drives the streams with the debug stream always ready, and
 // prints per sample every layer-step's spiking neurons ("L layer n ..."), the output counts
 // ("C ...") and the core's own cycle and synapse-read counters ("Y cycles taps").
