@@ -117,6 +117,15 @@ FORMATS: dict[str, ExportFormat] = {
             directory=True,
             summary="C99 golden model + testbench + Makefile (HLS, microcontrollers, RTL testbenches)",
         ),
+        ExportFormat(
+            "verilog",
+            "verilog_export",
+            "export_verilog",
+            ".verilog",
+            (("timesteps", "timesteps"), ("golden", "golden")),
+            directory=True,
+            summary="synthesizable Verilog core + cocotb testbench + iCE40 UP5K synthesis (docs/fpga.md)",
+        ),
     )
 }
 
