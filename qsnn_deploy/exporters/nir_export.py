@@ -215,7 +215,7 @@ def to_nir(graph: Graph, *, dialect: str = "norse") -> Any:
         "version": 1,
         "dialect": dialect,
         "dt": dt,
-        "readout": "spike_count",
+        "readout": chain[-1][1].readout,
         "source_metadata": json.dumps(dict(graph.metadata), sort_keys=True, default=str),
     }
     edges = [(a, b) for (a, _), (b, _) in zip(chain, chain[1:])]

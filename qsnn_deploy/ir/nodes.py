@@ -292,13 +292,24 @@ class LIF(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Output(Node):
-    """Network output: the spike count of each input neuron over the T steps."""
+    """Network output, per neuron of the LIF layer it reads (``readout``):
+
+    - ``spike_count`` (default): the number of steps t with S[t] = 1;
+    - ``membrane``: the membrane V[T-1] after the last step, a non-spiking readout (e.g. a LIF
+      layer with ``decay_mul = 0`` and a threshold it cannot reach gives V[T-1] = A[T-1] + B,
+      a linear classifier of the spikes at the last step). The Output must follow the LIF
+      directly (no Flatten).
+
+    The predicted class is the neuron with the largest value, the lowest index on ties.
+    """
 
     op: ClassVar[str] = "Output"
     readout: str = "spike_count"
 
+    READOUTS: ClassVar[tuple[str, ...]] = ("spike_count", "membrane")
+
     def __post_init__(self) -> None:
-        _require(self.readout == "spike_count", "Output", f"readout must be 'spike_count', got {self.readout!r}")
+        _require(self.readout in self.READOUTS, "Output", f"readout must be one of {self.READOUTS}, got {self.readout!r}")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return in_shape

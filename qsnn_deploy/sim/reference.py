@@ -42,6 +42,8 @@ class BackendRun(NamedTuple):
     accumulator_overflows: dict[str, int]
     #: LIF name -> (T, B, *shape) uint8 spikes, when recording
     spikes: dict[str, np.ndarray] | None
+    #: LIF name -> (B, *shape) int64 membrane V[T-1] after the last step
+    membranes: dict[str, np.ndarray] | None = None
 
 
 # --- integer layers -----------------------------------------------------------------------
@@ -138,7 +140,7 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, ac
             if spikes is not None:
                 spikes[name][t] = h
     saturations = {n: int(s.overflows.sum()) for n, s in states.items()}
-    return BackendRun(counts, saturations, acc_over, spikes)
+    return BackendRun(counts, saturations, acc_over, spikes, {n: s.v.copy() for n, s in states.items()})
 
 
 __all__ = ["BackendRun", "apply_node", "conv2d", "linear", "outside", "run", "sum_pool2d"]

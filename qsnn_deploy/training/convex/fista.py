@@ -60,7 +60,7 @@ def solve_fista(
     """Solve the readout problem (softmax or squared loss) with FISTA; see the module docstring."""
     import torch
 
-    from qsnn_deploy.training.convex.problem import Readout, _check
+    from qsnn_deploy.training.convex.problem import _check
 
     _check(phi, y, classes, loss, penalty, lam)
     if loss == "hinge":
