@@ -6,9 +6,9 @@ The graph is a chain::
         -> Linear (integer readout W) -> LIF (readout) -> Output(readout="membrane")
 
 The readout LIF never spikes (its threshold is the state's maximum, which a saturating membrane
-cannot exceed... and never reaches: the score bound is checked) and its membrane is the class
+cannot exceed; the score bound is checked so it never saturates either) and its membrane is the class
 score: with ``decay_mul = 0`` it is V[T-1] = W S_L[T-1] + b (features at the last step); with
-``decay_mul = 2^k`` (beta = 1) it is V[T-1] = W sum_t S_L[t] + b (spike counts).
+``decay_mul = 2^k`` (beta = 1) it is V[T-1] = W sum_t S_L[t] + T b (spike counts; b is a per-step bias).
 
 **Pruning.** A feature neuron whose readout column is zero is removed, then every hidden neuron
 whose outgoing weights to the kept neurons are all zero, layer by layer towards the input: the
@@ -71,9 +71,8 @@ def freeze_stack(model: Any, target: TargetProfile | str = "seq-core", *, prune:
         )
         nodes.append((f"lif{i + 1}", lif))
         prev = keep
-    score_bound = int(np.abs(readout_w).sum(axis=1).max()) * (cfg.timesteps if cfg.features == "count" else 1) + int(
-        np.abs(readout_b).max()
-    )
+    steps = cfg.timesteps if cfg.features == "count" else 1  # the readout integrates W S + b at every step
+    score_bound = (int(np.abs(readout_w).sum(axis=1).max()) + int(np.abs(readout_b).max())) * steps
     if score_bound >= state.max:
         raise TargetError(f"readout scores reach {score_bound}, beyond the state type {state.name}")
     nodes.append(("readout", Linear(weight=IntTensor(readout_w[:, prev], target.weight))))

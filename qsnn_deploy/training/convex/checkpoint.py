@@ -36,7 +36,7 @@ class StackModel:
         """Integer class scores on frames ``x``: features @ W.T + b."""
         from qsnn_deploy.training.convex.model import integer_features
 
-        return integer_features(self.config, self.hidden, x) @ self.readout_weight.T + self.readout_bias
+        return integer_features(self.config, self.hidden, x) @ self.readout_weight.T + self.config.bias_steps * self.readout_bias
 
     def predict(self, x: Any) -> np.ndarray:
         return np.argmax(self.scores(x), axis=1)  # lowest index on ties, as the simulator

@@ -84,6 +84,12 @@ class StackConfig:
         return hidden_arithmetic(self.state_bits, self.decay_shift, self.reset)
 
     @property
+    def bias_steps(self) -> int:
+        """Steps over which the readout adds its bias: the readout membrane integrates W S + b at
+        every step with ``features="count"`` (so the score's bias is T * b), once with ``"last"``."""
+        return self.timesteps if self.features == "count" else 1
+
+    @property
     def feature_count(self) -> int:
         return self.stacks * self.widths[-1]
 

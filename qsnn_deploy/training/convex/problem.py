@@ -55,9 +55,13 @@ class Readout:
         return phi @ self.weight.T + self.bias
 
     def active(self, tol: float = 1e-6) -> np.ndarray:
-        """(P,) bool: feature neurons with a readout weight above ``tol`` (times the largest)."""
+        """(P,) bool: feature neurons whose readout weights exceed ``tol`` times max(1, the largest).
+
+        An interior-point solution leaves ~1e-9 where the exact optimum has 0; the floor of 1
+        (scores are O(1): the targets are +-1) keeps such residue from counting as active.
+        """
         norms = np.abs(self.weight).max(axis=0)
-        return norms > tol * max(float(norms.max()), 1e-30)
+        return norms > tol * max(float(norms.max()), 1.0)
 
 
 def _targets(y: np.ndarray, classes: int) -> np.ndarray:
@@ -201,17 +205,18 @@ def fit_path(
     return PathResult(best[1], points)
 
 
-def quantize(readout: Readout, bits: int, active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def quantize(readout: Readout, bits: int, active: np.ndarray | None = None, bias_steps: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Integer readout (W, b) with one scale: the largest |weight| or |bias| becomes 2^(bits-1) - 1.
 
-    Weights of inactive neurons are set to exactly 0 (they are pruned from the graph).
+    Weights of inactive neurons are set to exactly 0 (they are pruned from the graph). The
+    bias returned is per step: the deployed score adds it ``bias_steps`` times (StackConfig.bias_steps).
     """
     w = readout.weight.copy()
     if active is not None:
         w[:, ~active] = 0.0
     top = max(float(np.abs(w).max()), float(np.abs(readout.bias).max()), 1e-30)
     scale = (2 ** (bits - 1) - 1) / top
-    return np.rint(w * scale).astype(np.int64), np.rint(readout.bias * scale).astype(np.int64)
+    return np.rint(w * scale).astype(np.int64), np.rint(readout.bias * scale / bias_steps).astype(np.int64)
 
 
 def integer_predictions(phi: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
