@@ -8,6 +8,7 @@ import click
 
 from qsnn_deploy.app.options import data_options
 from qsnn_deploy.training.config import SCHEDULES
+from qsnn_deploy.training.convex.methods import METHODS  # the method registry (light: no torch, no cvxpy)
 
 
 @click.command()
@@ -42,6 +43,22 @@ from qsnn_deploy.training.config import SCHEDULES
     help="Continue this run checkpoint (a last.pt) on the whole training set, validation split included, "
     "up to --epochs (the epoch early stopping chose); best.pt is then the last epoch.",
 )
+@click.option(
+    "--method",
+    type=click.Choice(tuple(METHODS)),
+    default="sg",
+    show_default=True,
+    help="sg: surrogate gradients; cvx: witness stacks + convex readout; sg-cvx: readout refit convexly; cvx-sg: convex init, then surrogate (docs/convex.md).",
+)
+@click.option("--stacks", type=click.IntRange(min=1), default=None, help="cvx methods: parallel LIF stacks K.  [default: 128]")
+@click.option("--widths", default=None, help="cvx methods: neurons per layer of each stack, e.g. 4,4.  [default: 4,4]")
+@click.option("--features", type=click.Choice(["last", "count"]), default=None, help="cvx methods: last-step spikes or spike counts.")
+@click.option(
+    "--loss", type=click.Choice(["hinge", "softmax", "squared"]), default=None, help="cvx methods: convex loss.  [default: squared]"
+)
+@click.option("--penalty", type=click.Choice(["group", "l1"]), default=None, help="cvx methods: regulariser.  [default: group]")
+@click.option("--solver", type=click.Choice(["auto", "cvxpy", "fista"]), default=None, help="cvx methods: solver.  [default: auto]")
+@click.option("--strengths", type=click.IntRange(min=1), default=None, help="cvx methods: strengths on the path.  [default: 5]")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(
     preset,
@@ -63,6 +80,14 @@ def train(
     finetune_from,
     target,
     refit_from,
+    method,
+    stacks,
+    widths,
+    features,
+    loss,
+    penalty,
+    solver,
+    strengths,
     quiet,
 ) -> None:
     """Train a QSNN with the paper's QAT recipe (resumable), or fine-tune one for a target.
@@ -75,6 +100,25 @@ def train(
     (taken from the run's history, e.g. with git) and trains the same recipe on all training
     images up to epoch N: the refit after early stopping has chosen N on the validation split.
     """
+    from qsnn_deploy.training.convex.methods import uses_stack_methods
+
+    stack_options = {
+        "stacks": stacks,
+        "widths": widths,
+        "features": features,
+        "loss": loss,
+        "penalty": penalty,
+        "solver": solver,
+        "strengths": strengths,
+    }
+    if uses_stack_methods(method, data):
+        _train_stacks(
+            method, data, out_dir, data_dir, quiet, stack_options, epochs, timesteps, batch_size, lr, seed, limit_train, limit_test
+        )
+        return
+    given = [f"--{k}" for k, v in stack_options.items() if v is not None]
+    if given:
+        raise click.BadParameter(f"{', '.join(given)} apply to the stack methods (cvx, sg-cvx, cvx-sg, or sg on a sequence task)")
     from qsnn_deploy.training.checkpoint import load_checkpoint
     from qsnn_deploy.training.recipe import resolve_recipe
     from qsnn_deploy.training.trainer import train as run_train
@@ -115,6 +159,29 @@ def train(
         refit_from=recipe.refit_from,
     )
     click.echo(describe_result(result))
+
+
+def _train_stacks(method, data, out_dir, data_dir, quiet, stack_options, epochs, timesteps, batch_size, lr, seed, limit_train, limit_test):
+    """The stack methods: every option given overrides the library's default (ConvexRun)."""
+    import dataclasses
+
+    from qsnn_deploy.training.convex.methods import ConvexRun, run_method
+
+    if stack_options["widths"] is not None:
+        try:
+            stack_options["widths"] = tuple(int(w) for w in stack_options["widths"].split(","))
+        except ValueError:
+            raise click.BadParameter("give widths as integers separated by commas, e.g. 4,4", param_hint="--widths") from None
+    changes = {**stack_options, "epochs": epochs, "timesteps": timesteps, "batch_size": batch_size, "lr": lr, "seed": seed}
+    changes.update(data=data or "first-last-xor", limit_train=limit_train, limit_test=limit_test, method=method)
+    run = dataclasses.replace(ConvexRun(), **{k: v for k, v in changes.items() if v is not None})
+    if run.data == "seq-fmnist" and timesteps is None:
+        run = dataclasses.replace(run, timesteps=28)
+    final = run_method(run, out_dir, data_dir=data_dir, progress=not quiet)
+    click.echo(
+        f"{method} on {run.data}: test accuracy {final['test_acc']:.4f} (integer model, validation {final['val_acc']:.4f}), "
+        f"{final['active_features']} of {final['features']} feature neurons used; model: {Path(out_dir) / 'best.pt'}"
+    )
 
 
 def describe_result(result) -> str:
