@@ -163,3 +163,46 @@ def test_witness_features_equal_the_simulators_on_generated_stacks(reset, featur
     target = load_target("seq-core").with_changes(reset=reset)
     res = simulate(freeze_stack(model, target, prune=False), x.astype(np.int64), 5, backend="reference")
     assert np.array_equal(res.counts, model.scores(x))
+
+
+@pytest.mark.parametrize("method", ["cvx", "sg-cvx", "cvx-sg"])
+def test_train_method_writes_the_run_outputs_and_its_model_deploys(runner, tmp_path, method: str) -> None:
+    from qsnn_deploy.app.cli import cli as main
+    from qsnn_deploy.app.loading import load_deployable
+
+    out = tmp_path / method
+    args = ["train", "--method", method, "--data", "first-last-xor", "--timesteps", "6", "--stacks", "12", "--widths", "4,3"]
+    args += [
+        "--limit-train",
+        "160",
+        "--limit-test",
+        "80",
+        "--strengths",
+        "2",
+        "--loss",
+        "hinge",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "metrics.json").read_text())
+    assert rows[-1]["method"] == method and 0.0 <= rows[-1]["test_acc"] <= 1.0
+    assert (out / "path.png").is_file() and (out / "best.pt").is_file()
+    assert (out / "accuracy.png").is_file() == (method != "cvx")
+    dep = load_deployable(out / "best.pt")  # frozen for seq-core (the default target int4-core cannot run it)
+    test = load_split("first-last-xor", "test", timesteps=6, limit=80)
+    assert dep.target.name == "seq-core"
+    assert np.array_equal(simulate(dep.graph, test.x.astype(np.int64), 6).predictions, load_stack(out / "best.pt").predict(test.x))
+    acc = float((load_stack(out / "best.pt").predict(test.x) == test.y).mean())
+    assert acc == pytest.approx(rows[-1]["test_acc"])
+
+
+def test_stack_options_are_refused_for_the_qat_trainer(runner, tmp_path) -> None:
+    from qsnn_deploy.app.cli import cli as main
+
+    result = runner.invoke(main, ["train", "--method", "sg", "--data", "synthetic", "--stacks", "4", "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "--stacks" in result.output

@@ -185,13 +185,13 @@ def fit_path(
 
     ``evaluate(readout, phi_val, y_val) -> accuracy`` scores a candidate (default: float argmax);
     the methods pass the quantized readout's accuracy, so the pick is what will be deployed. Ties
-    go to the larger strength (fewer neurons).
+    go to the larger strength (fewer neurons); a readout with no neuron left is never picked.
     """
     if strengths < 1 or not 0 < ratio < 1:
         raise QsnnError(f"need strengths >= 1 and 0 < ratio < 1, got {strengths} and {ratio}")
     evaluate = evaluate or (lambda r, f, t: float((np.argmax(r.scores(f), axis=1) == t).mean()))
     top = lambda_max(phi, y, classes, penalty)
-    grid = [top * ratio ** (i / max(strengths - 1, 1)) for i in range(1, strengths + 1)] if strengths > 1 else [top * ratio]
+    grid = [top * ratio ** (i / strengths) for i in range(1, strengths + 1)]  # just below lambda_max .. ratio * lambda_max
     best: tuple[float, Readout] | None = None
     points, init = [], None
     for lam in grid:
@@ -199,9 +199,10 @@ def fit_path(
         init = readout
         acc = evaluate(readout, phi_val, y_val)
         points.append(PathPoint(lam, acc, int(readout.active().sum()), readout.certificate_value, readout.seconds))
-        if best is None or acc > best[0] + 1e-12:
+        if readout.active().any() and (best is None or acc > best[0] + 1e-12):  # an empty readout cannot be deployed
             best = (acc, readout)
-    assert best is not None  # noqa: S101 - grid is never empty (checked above)
+    if best is None:
+        raise QsnnError("every strength on the path pruned all feature neurons; lower --strengths' range or widen the stacks")
     return PathResult(best[1], points)
 
 
