@@ -2,7 +2,9 @@
 
 - ``cvx``: Gaussian witnesses, convex readout (strength chosen on the validation split);
 - ``sg-cvx``: surrogate-train the stacks, round them, refit the readout convexly on their features;
-- ``cvx-sg``: the ``cvx`` solution as initialisation, then surrogate fine-tuning of everything;
+- ``cvx-sg``: the ``cvx`` solution as initialisation, then surrogate fine-tuning of everything
+  (kept only if it beats the ``cvx`` solution on validation, as ``train --finetune`` does;
+  ``metrics.json``'s ``kept`` says which);
 - ``sg``: surrogate training alone; on a sequence task the stacks' trainer here, on image data
   the QAT trainer (:mod:`qsnn_deploy.training.trainer`, which the CLI calls directly).
 
@@ -144,6 +146,7 @@ def run_method(run: ConvexRun, out_dir: str | Path, *, data_dir: Any = None, pro
     if run.method in ("cvx", "cvx-sg"):
         w, b, path = convex_readout(run, cfg, hidden, fit, val)
         rows.append(_row("cvx", cfg, hidden, w, b, val, test, path, start))
+        convex_model = (hidden, w, b)
     if run.method in ("sg", "sg-cvx", "cvx-sg"):
         init = (path.best.weight, path.best.bias) if run.method == "cvx-sg" and path is not None else None
         sg = train_surrogate(
@@ -156,11 +159,18 @@ def run_method(run: ConvexRun, out_dir: str | Path, *, data_dir: Any = None, pro
             readout = problem.Readout(sg.readout[0], sg.readout[1], 0.0, float("nan"), "adam", "none", float("nan"), run.epochs, 0.0)
             w, b = problem.quantize(readout, cfg.readout_bits, bias_steps=cfg.bias_steps)
         rows.append(_row(run.method, cfg, hidden, w, b, val, test, path if run.method == "sg-cvx" else None, start))
+    kept = run.method
+    if run.method == "cvx-sg" and rows[-1]["val_acc"] < rows[0]["val_acc"]:
+        # as the QAT fine-tune: the result replaces its starting point only if it is better on validation
+        hidden, w, b = convex_model
+        kept = "cvx"
     check_state_bound(cfg, hidden)
-    final = {**rows[-1], "method": run.method, "run": _jsonable(dataclasses.asdict(run)), "surrogate_epochs": sg_history}
+    final_row = rows[0] if kept == "cvx" and run.method == "cvx-sg" else rows[-1]
+    final = {**final_row, "method": run.method, "kept": kept, "run": _jsonable(dataclasses.asdict(run)), "surrogate_epochs": sg_history}
     model = StackModel(cfg, hidden, w, b, run.data, run.method, final)
     save_stack(model, out / "best.pt")
-    write_text_atomic(out / "metrics.json", json.dumps([*rows[:-1], final], indent=1, default=float) + "\n")
+    stages = rows if final_row is not rows[-1] else rows[:-1]  # every stage's row, then the final model's
+    write_text_atomic(out / "metrics.json", json.dumps([*stages, final], indent=1, default=float) + "\n")
     _plots(out, path, sg_history)
     return final
 
