@@ -104,6 +104,10 @@ def load_deployable(
             raise QsnnError(f"{path}: the graph states no number of time steps; pass --timesteps")
         dataset = (graph.metadata.get("model_config") or {}).get("dataset")
         return Deployable(graph, tgt, None, int(timesteps), dataset, path)
+    from qsnn_deploy.training.convex.checkpoint import is_convex_checkpoint
+
+    if is_convex_checkpoint(path):
+        return _load_convex(path, target)
     from qsnn_deploy.frontends.torch_qat import freeze
     from qsnn_deploy.training.checkpoint import build_model, load_checkpoint
     from qsnn_deploy.training.config import get_preset
@@ -115,6 +119,20 @@ def load_deployable(
     graph = freeze(model, tgt, fraction_bits=fraction_bits) if frozen else None
     dataset = ckpt.train_config.dataset if ckpt.train_config else None
     return Deployable(graph, tgt, model, ckpt.model_config.timesteps, dataset, path)
+
+
+def _load_convex(path: Path, target: str | TargetProfile | None) -> Deployable:
+    """A convex-trained witness-stack checkpoint, frozen (pruned) for ``target``.
+
+    Its neurons compare with >= and reset in the same step, which int4-core (the CLI's default
+    target) does not do: the default becomes seq-core, the core those neurons are built for.
+    """
+    from qsnn_deploy.frontends.convex_stack import freeze_stack
+    from qsnn_deploy.training.convex.checkpoint import load_stack
+
+    model = load_stack(path)
+    tgt = load_target("seq-core" if target in (None, "int4-core") else target)
+    return Deployable(freeze_stack(model, tgt), tgt, None, model.config.timesteps, model.dataset, path)
 
 
 def with_timesteps(dep: Deployable, timesteps: int | None) -> Deployable:

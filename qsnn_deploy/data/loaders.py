@@ -43,6 +43,7 @@ from qsnn_deploy.data.idx import (  # noqa: F401
     _load_idx_split,
     read_idx,
 )
+from qsnn_deploy.data.sequence_tasks import SEQUENCE_TASKS, load_sequence_task
 from qsnn_deploy.data.split import _VAL_SALT, KINDS, Split, _limit_indices  # noqa: F401
 from qsnn_deploy.data.synthetic import (  # noqa: F401
     SYNTHETIC_FRAMES_SIZES,
@@ -62,7 +63,7 @@ DEFAULT_DIRS: dict[str, Path] = {
 }
 
 #: every name :func:`load_split` accepts
-DATASET_NAMES: tuple[str, ...] = ("fmnist", "mnist", "dvs", "synthetic", "synthetic-frames")
+DATASET_NAMES: tuple[str, ...] = ("fmnist", "mnist", "dvs", "synthetic", "synthetic-frames", *SEQUENCE_TASKS)
 SPLITS: tuple[str, ...] = ("train", "test")
 
 
@@ -81,12 +82,14 @@ def load_split(
     """Load one split of a data set as NumPy arrays.
 
     Args:
-        name: ``"fmnist"``, ``"mnist"``, ``"dvs"``, ``"synthetic"`` or ``"synthetic-frames"``.
+        name: ``"fmnist"``, ``"mnist"``, ``"dvs"``, ``"synthetic"``, ``"synthetic-frames"``, or a
+            sequence task of :mod:`.sequence_tasks` (``first-last-xor``, ``base-addition``, ``seq-fmnist``).
         split: ``"train"`` or ``"test"``.
         data_dir: Folder holding the data; ``None`` uses :data:`DEFAULT_DIRS`. For ``dvs``
             this is tonic's ``save_to`` folder (the one containing ``DVSGesture/``); the
             ``DVSGesture`` folder itself is accepted too. Ignored for synthetic data.
-        timesteps: Number of frames kept per sample (``dvs``, ``synthetic-frames``).
+        timesteps: Number of frames kept per sample (``dvs``, ``synthetic-frames``), the sequence
+            length of ``first-last-xor`` (6..14) and ``base-addition``; ``seq-fmnist`` needs 28.
         limit: Keep a seeded random subset of at most this many samples (in index order).
         seed: Seed of the ``limit`` subset and of synthetic data.
 
@@ -104,6 +107,8 @@ def load_split(
         return _load_dvs(split, _resolve_dir(name, data_dir), timesteps, limit, seed)
     if name == "synthetic":
         return _synthetic_static(split, seed, limit)
+    if name in SEQUENCE_TASKS:  # first-last-xor, base-addition, seq-fmnist (the convex-training tasks)
+        return load_sequence_task(name, split, _resolve_dir("fmnist", data_dir), timesteps, limit, seed)
     return _synthetic_frames(split, seed, timesteps, limit)
 
 

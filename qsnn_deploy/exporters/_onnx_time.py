@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from onnx import TensorProto
 
+from qsnn_deploy.errors import ExportError
 from qsnn_deploy.exporters._onnx_common import Builder, Dim, channel_shape, state_names
 from qsnn_deploy.ir import LIF, Output
 
@@ -152,6 +153,7 @@ def build_step(b: Builder, chain: list[tuple[str, Any]], x: str, low: Lowering) 
     """One time step: state inputs/outputs per LIF, output ``out_spikes``; returns the state table."""
     state: list[dict[str, Any]] = []
     cur = _Cursor(b, x, b.input_elem(x), chain[0][1].shape, low.batch)
+    last_v = ""
     for name, node in chain[1:]:
         full = (low.batch, *cur.shape)
         if isinstance(node, LIF):
@@ -159,6 +161,7 @@ def build_step(b: Builder, chain: list[tuple[str, Any]], x: str, low: Lowering) 
             v_in = b.add_input(names["v_in"], full, annotate=node.state.name)
             s_in = b.add_input(names["s_in"], full, annotate="BINARY") if node.reset_timing == "delayed" else None
             v, s, flag = lif_step(b, name, node, cur.as_elem(TensorProto.DOUBLE), full, v_in, s_in, low.spike)
+            last_v = v
             _identity_out(b, v, names["v_out"], full)
             _identity_out(b, s, names["s_out"], full)
             if flag is not None:
@@ -176,6 +179,8 @@ def build_step(b: Builder, chain: list[tuple[str, Any]], x: str, low: Lowering) 
                 }
             )
             cur.set(s, TensorProto.DOUBLE, "BINARY")
+        elif isinstance(node, Output) and node.readout == "membrane":
+            _identity_out(b, last_v, "out_membrane", full)  # V after this step; the last call's is the output
         elif isinstance(node, Output):
             _identity_out(b, cur.as_elem(TensorProto.DOUBLE), "out_spikes", full)
         else:
@@ -190,6 +195,7 @@ def build_unrolled(b: Builder, chain: list[tuple[str, Any]], x: str, static: boo
     spikes: dict[str, list[str]] = {name: [] for name in carried}
     flags: dict[str, list[str]] = {name: [] for name in carried}
     finals: list[str] = []
+    membrane = chain[-1][1].readout == "membrane"
     cache: dict[str, tuple[str, int, tuple[int, ...]]] = {}  # a static input's layers before the first LIF: once
     in_elem = b.input_elem(x)
     t_shape: tuple[Dim, ...] = ()
@@ -210,12 +216,13 @@ def build_unrolled(b: Builder, chain: list[tuple[str, Any]], x: str, static: boo
                 v_prev, s_prev = carried[name]
                 v, s, flag = lif_step(b, name, node, cur.as_elem(TensorProto.DOUBLE), full, v_prev, s_prev, low.spike)
                 carried[name] = (v, s)
+                last_v = v
                 spikes[name].append(b.op("Unsqueeze", [s, b.const("axis0", [0], TensorProto.INT64)], [1, *full], hint=f"{name}_s{t}"))
                 if flag is not None:
                     flags[name].append(flag)
                 cur.set(s, TensorProto.DOUBLE, "BINARY")
             elif isinstance(node, Output):
-                finals.append(cur.as_elem(TensorProto.DOUBLE))
+                finals.append(last_v if membrane else cur.as_elem(TensorProto.DOUBLE))
                 t_shape = full
             elif invariant and name in cache:
                 cur.name, cur.elem, cur.shape = cache[name]
@@ -224,7 +231,8 @@ def build_unrolled(b: Builder, chain: list[tuple[str, Any]], x: str, static: boo
                 cur.set(y, low.synapse_elem)
                 if invariant:
                     cache[name] = (cur.name, cur.elem, cur.shape)
-    total = b.op("Sum", finals, t_shape, hint="counts_sum") if len(finals) > 1 else finals[0]
+    # the Output's values: spike counts summed over the steps, or the last step's membrane
+    total = b.op("Sum", finals, t_shape, hint="counts_sum") if len(finals) > 1 and not membrane else finals[-1]
     _identity_out(b, total, "counts", t_shape)
     for name, parts in spikes.items():
         dims = b.info[parts[0]].type.tensor_type.shape.dim
@@ -252,6 +260,7 @@ def drive_step_model(
     feeds = {st[k]: np.zeros((x.shape[0], *st["shape"]), dtype=np.float64) for st in contract["state"] for k in ("v_in", "s_in") if st[k]}
     record: dict[str, list[np.ndarray]] = {st["lif"]: [] for st in contract["state"]}
     counts = None
+    membrane = contract.get("readout") == "membrane"
     for t in range(timesteps):
         feeds["x"] = np.asarray(x if static else x[:, t], dtype=x_dtype)
         res = run(feeds)
@@ -260,7 +269,10 @@ def drive_step_model(
             if st["s_in"]:
                 feeds[st["s_in"]] = res[st["s_out"]]
             record[st["lif"]].append(res[st["s_out"]].astype(np.uint8))
-        counts = res["out_spikes"] if counts is None else counts + res["out_spikes"]
+        if membrane:
+            counts = res["out_membrane"]  # V[T-1]: the last step's
+        else:
+            counts = res["out_spikes"] if counts is None else counts + res["out_spikes"]
     return np.asarray(counts).astype(np.int64), {k: np.stack(v) for k, v in record.items()}
 
 
@@ -274,10 +286,19 @@ def build_body(
     unroll: bool,
     contract: dict[str, Any],
 ) -> None:
-    """Build the step or unrolled body and record its state and outputs in ``contract``."""
+    """Build the step or unrolled body and record its state and outputs in ``contract``.
+
+    ``contract["readout"]`` is the Output's readout; a ``membrane`` step model outputs
+    ``out_membrane`` (V after the step) instead of ``out_spikes``, and an unrolled one V[T-1]
+    as ``counts``.
+    """
+    readout = chain[-1][1].readout
+    if readout == "membrane" and not isinstance(chain[-2][1], LIF):
+        raise ExportError("an Output with readout 'membrane' must follow its LIF layer directly")
+    contract["readout"] = readout
     if unroll:
         build_unrolled(b, chain, x, static, timesteps or 1, low)
         contract["outputs"] = {"counts": "counts", "spikes": {n: state_names(n)["spikes"] for n, v in chain if isinstance(v, LIF)}}
     else:
         contract["state"] = build_step(b, chain, x, low)
-        contract["outputs"] = {"spikes": "out_spikes"}
+        contract["outputs"] = {"membrane": "out_membrane"} if readout == "membrane" else {"spikes": "out_spikes"}

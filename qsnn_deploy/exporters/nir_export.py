@@ -34,7 +34,9 @@ is a rounded integer multiply-shift, not exactly ``1 - dt/tau``; the reset may s
 threshold and may act on the next step (delayed), where NIR resets to ``v_reset`` at once;
 the comparison may be ``>=``; the membrane saturates or wraps at a fixed width. A reader that
 wants bit-exact behaviour must implement these from the metadata (or read the JSON export).
-The Output node's readout is the spike count over T steps.
+The Output node's readout (graph and Output metadata ``readout``) is the spike count over T
+steps, or, for ``membrane``, the last LIF's membrane after step T-1 (a non-spiking readout,
+which NIR has no node for: a reader must take the membrane of the LIF before the Output).
 
 Current-based layers (Linear -> CubaLIF, Xylo) become ``Affine`` -> ``CubaLIF``, a float
 approximation in NIR's continuous-time form, discretised by forward Euler at the dialect's
@@ -232,7 +234,7 @@ def to_nir(graph: Graph, *, dialect: str = "norse") -> Any:
         "version": 1,
         "dialect": dialect,
         "dt": dt,
-        "readout": "spike_count",
+        "readout": chain[-1][1].readout,
         "source_metadata": json.dumps(dict(graph.metadata), sort_keys=True, default=str),
     }
     edges = [(a, b) for (a, _), (b, _) in zip(chain, chain[1:])]

@@ -163,11 +163,15 @@ class _LayerRun:
         inputs = sums[0] if seg.static else sums  # a static layer's sums have one row, used at every step
         self.state = run_steps(counted_step, inputs, self.state, seg.params, steps, static=seg.static, sink=collect, t0=t0)
 
-    def results(self) -> tuple[np.ndarray, int, int]:
-        """(B, *shape) spike counts per neuron, overflows, accumulator overflows."""
+    def results(self) -> tuple[np.ndarray, int, int, np.ndarray]:
+        """(B, *shape) spike counts per neuron, overflows, accumulator overflows, (B, *shape) final membranes."""
         counts = np.ascontiguousarray(_logical(self.counts, self.nhwc, (self.batch,), self.seg.shape))
         overflows = int(self.ovf.sum()) if self.seg.float_lif else int(self.state.overflows.sum())
-        return counts, overflows, int(self.acc.sum()) + self.acc_total
+        if self.seg.float_lif:
+            membranes = np.ascontiguousarray(_logical(self.v, self.nhwc, (self.batch,), self.seg.shape)).astype(np.int64)
+        else:
+            membranes = self.state.v.copy()
+        return counts, overflows, int(self.acc.sum()) + self.acc_total, membranes
 
 
 def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, accumulator: IntType | None = None) -> BackendRun:
@@ -210,6 +214,7 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, ac
         saturations={seg.name: r[1] for seg, r in zip(plan, results)},
         accumulator_overflows={seg.name: r[2] for seg, r in zip(plan, results)},
         spikes=rec,
+        final_membranes={seg.name: r[3] for seg, r in zip(plan, results)},
     )
 
 

@@ -44,6 +44,8 @@ class BackendRun(NamedTuple):
     spikes: dict[str, np.ndarray] | None
     #: LIF name -> (T, B, *shape) int64 membrane V[t] after step t (after an immediate reset), when tracing
     membranes: dict[str, np.ndarray] | None = None
+    #: LIF name -> (B, *shape) int64 membrane V[T-1] after the last step (a ``membrane`` readout's result)
+    final_membranes: dict[str, np.ndarray] | None = None
 
 
 # --- integer layers -----------------------------------------------------------------------
@@ -152,7 +154,7 @@ def run(
     inputs = x if static else x.swapaxes(0, 1)  # frames: (B, T, ...) -> per step (B, ...), a view
     states = run_steps(chain_step, inputs, initial, None, timesteps, static=static, sink=collect)
     saturations = {n: int(s.overflows.sum()) for n, s in states.items()}
-    return BackendRun(counts, saturations, acc_over, spikes, membranes)
+    return BackendRun(counts, saturations, acc_over, spikes, membranes, {n: s.v.copy() for n, s in states.items()})
 
 
 __all__ = ["BackendRun", "apply_node", "conv2d", "linear", "outside", "run", "sum_pool2d"]

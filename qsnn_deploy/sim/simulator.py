@@ -77,7 +77,7 @@ class LayerStats:
 class SimResult:
     """One simulated batch."""
 
-    counts: np.ndarray  # (B, n_out) int64 output spike counts over T
+    counts: np.ndarray  # (B, n_out) int64 Output values: spike counts over T, or V[T-1] (readout "membrane")
     predictions: np.ndarray  # (B,) argmax of counts, lowest index on ties
     layers: list[LayerStats]  # one per LIF layer, in chain order
     layer_spike_counts: dict[str, np.ndarray]  # LIF name -> (B,) spikes per sample over T
@@ -178,6 +178,8 @@ def _layers(graph: Graph) -> tuple[list[_Layer], str]:
     tail = [n for n in chain[1:-1] if not isinstance(n[1], Flatten)]
     if not layers or pending or not isinstance(tail[-1][1], LIF):
         raise GraphError("the Output must be fed by a LIF layer (optionally through a Flatten): it counts spikes")
+    if chain[-1][1].readout == "membrane" and not isinstance(chain[-2][1], LIF):
+        raise GraphError("an Output with readout 'membrane' must follow its LIF layer directly (no Flatten)")
     return layers, layers[-1].name
 
 
@@ -270,7 +272,9 @@ def simulate(
     extra = {"trace": True} if trace else {}
     raw: reference.BackendRun = module.run(graph, x, int(timesteps), record=record, accumulator=acc, **extra)
     batch = x.shape[0]
-    counts = raw.neuron_counts[out_name].reshape(batch, -1)
+    readout = graph.chain()[-1][1].readout
+    values = raw.neuron_counts if readout == "spike_count" else raw.final_membranes
+    counts = values[out_name].reshape(batch, -1)
     stats = [_layer_stats(layer, raw, x, int(timesteps)) for layer in layers]
     return SimResult(
         counts=counts,

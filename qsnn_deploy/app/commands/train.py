@@ -8,10 +8,13 @@ import click
 
 from qsnn_deploy.app.options import data_options
 from qsnn_deploy.training.config import SCHEDULES
+from qsnn_deploy.training.convex.methods import METHODS  # the method registry (light: no torch, no cvxpy)
 
 #: flags that override the model config and the training config, by field name
 MODEL_FLAGS = ("timesteps", "weight_bits")
 TRAIN_FLAGS = ("epochs", "batch_size", "lr", "schedule", "patience", "seed")
+#: options of the convex stack methods (docs/convex.md)
+STACK_FLAGS = ("stacks", "widths", "features", "loss", "penalty", "solver", "strengths")
 
 
 @click.command()
@@ -53,8 +56,24 @@ TRAIN_FLAGS = ("epochs", "batch_size", "lr", "schedule", "patience", "seed")
     default=None,
     help="Run config (JSON/TOML: preset, [model], [train] fields), e.g. from `tune --report`; flags given win.",
 )
+@click.option(
+    "--method",
+    type=click.Choice(tuple(METHODS)),
+    default="sg",
+    show_default=True,
+    help="sg: surrogate gradients; cvx: witness stacks + convex readout; sg-cvx: readout refit convexly; cvx-sg: convex init, then surrogate (docs/convex.md).",
+)
+@click.option("--stacks", type=click.IntRange(min=1), default=None, help="cvx methods: parallel LIF stacks K.  [default: 128]")
+@click.option("--widths", default=None, help="cvx methods: neurons per layer of each stack, e.g. 4,4.  [default: 4,4]")
+@click.option("--features", type=click.Choice(["last", "count"]), default=None, help="cvx methods: last-step spikes or spike counts.")
+@click.option(
+    "--loss", type=click.Choice(["hinge", "softmax", "squared"]), default=None, help="cvx methods: convex loss.  [default: squared]"
+)
+@click.option("--penalty", type=click.Choice(["group", "l1"]), default=None, help="cvx methods: regulariser.  [default: group]")
+@click.option("--solver", type=click.Choice(["auto", "cvxpy", "fista"]), default=None, help="cvx methods: solver.  [default: auto]")
+@click.option("--strengths", type=click.IntRange(min=1), default=None, help="cvx methods: strengths on the path.  [default: 5]")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(preset, out_dir, finetune_from, refit_from, target, data, quiet, **flags) -> None:
+def train(preset, out_dir, finetune_from, refit_from, target, data, method, quiet, **flags) -> None:
     """Train a QSNN with the paper's QAT recipe (resumable), or fine-tune one for a target.
 
     With --finetune MODEL the run starts from MODEL and trains through the target's integer
@@ -69,6 +88,8 @@ def train(preset, out_dir, finetune_from, refit_from, target, data, quiet, **fla
     from qsnn_deploy.training.recipe import resolve_recipe
     from qsnn_deploy.training.trainer import train as run_train
 
+    if _ran_stack_method(method, data, out_dir, quiet, flags):
+        return
     if target is not None and finetune_from is None:
         raise click.BadParameter("--target is the target of --finetune; pass --finetune MODEL too", param_hint="--target")
     if refit_from is not None and flags["epochs"] is None:
@@ -108,6 +129,58 @@ def _apply_config_file(path, preset, model_changes, train_changes):
     if config.preset is not None and click.get_current_context().get_parameter_source("preset").name == "DEFAULT":
         preset = config.preset
     return (preset, *merge_changes(config, model_changes, train_changes))
+
+
+def _ran_stack_method(method, data, out_dir, quiet, flags) -> bool:
+    """Run a convex stack method if ``method`` and ``data`` call for one; pops the stack flags either way."""
+    from qsnn_deploy.training.convex.methods import uses_stack_methods
+
+    stack_options = {k: flags.pop(k) for k in STACK_FLAGS}
+    if uses_stack_methods(method, data):
+        f = flags
+        _train_stacks(
+            method,
+            data,
+            out_dir,
+            f["data_dir"],
+            quiet,
+            stack_options,
+            f["epochs"],
+            f["timesteps"],
+            f["batch_size"],
+            f["lr"],
+            f["seed"],
+            f["limit_train"],
+            f["limit_test"],
+        )
+        return True
+    given = [f"--{k}" for k, v in stack_options.items() if v is not None]
+    if given:
+        raise click.BadParameter(f"{', '.join(given)} apply to the stack methods (cvx, sg-cvx, cvx-sg, or sg on a sequence task)")
+    return False
+
+
+def _train_stacks(method, data, out_dir, data_dir, quiet, stack_options, epochs, timesteps, batch_size, lr, seed, limit_train, limit_test):
+    """The stack methods: every option given overrides the library's default (ConvexRun)."""
+    import dataclasses
+
+    from qsnn_deploy.training.convex.methods import ConvexRun, run_method
+
+    if stack_options["widths"] is not None:
+        try:
+            stack_options["widths"] = tuple(int(w) for w in stack_options["widths"].split(","))
+        except ValueError:
+            raise click.BadParameter("give widths as integers separated by commas, e.g. 4,4", param_hint="--widths") from None
+    changes = {**stack_options, "epochs": epochs, "timesteps": timesteps, "batch_size": batch_size, "lr": lr, "seed": seed}
+    changes.update(data=data or "first-last-xor", limit_train=limit_train, limit_test=limit_test, method=method)
+    run = dataclasses.replace(ConvexRun(), **{k: v for k, v in changes.items() if v is not None})
+    if run.data == "seq-fmnist" and timesteps is None:
+        run = dataclasses.replace(run, timesteps=28)
+    final = run_method(run, out_dir, data_dir=data_dir, progress=not quiet)
+    click.echo(
+        f"{method} on {run.data}: test accuracy {final['test_acc']:.4f} (integer model, validation {final['val_acc']:.4f}), "
+        f"{final['active_features']} of {final['features']} feature neurons used; model: {Path(out_dir) / 'best.pt'}"
+    )
 
 
 def describe_result(result) -> str:
