@@ -17,12 +17,25 @@ from qsnn_deploy.errors import CheckpointError, QsnnError
 SCHEDULES = ("none", "step", "loss-step", "cosine")
 #: data sets a run may train on: the data layer's registry
 DATASETS = DATASET_NAMES
+#: network kinds: the conv QSNN of the paper (training/model.py) and the dense current-based
+#: SNN for Xylo (training/model_dense.py)
+MODEL_KINDS = ("conv", "dense")
+#: what a model's input is: one image at every step, one event frame (C, H, W) per step, or
+#: one vector of per-channel event counts (C,) per step
+INPUT_KINDS = ("static", "frames", "events")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture and neuron parameters of the QSNN (everything needed to rebuild it)."""
+    """Architecture and neuron parameters of the QSNN (everything needed to rebuild it).
 
+    ``kind="conv"`` is the paper's conv net (``conv_channels``, ``kernel_size``, ``batch_norm``,
+    snnTorch ``Leaky``); ``kind="dense"`` is a dense net ``in_channels -> hidden... ->
+    num_classes`` of snnTorch ``Synaptic`` neurons (``alpha``, ``beta``, ``hop_delay``), whose
+    conv fields are ignored.
+    """
+
+    kind: str = "conv"
     in_channels: int = 1
     input_size: int = 28
     conv_channels: tuple[int, ...] = (16, 64)
@@ -38,8 +51,15 @@ class ModelConfig:
     timesteps: int = 100
     #: static inputs are multiplied by this before the first conv (pixels 0..255 -> [0, 1])
     input_scale: float = 1.0 / 255.0
-    #: "static": the same image at every step; "frames": one input frame per step (DVS)
+    #: "static": the same image at every step; "frames": one input frame per step (DVS);
+    #: "events": one vector of ``in_channels`` event counts per step (dense models)
     input_kind: str = "static"
+    #: dense models: hidden layer widths
+    hidden: tuple[int, ...] = ()
+    #: dense models: synaptic current decay per step (snnTorch Synaptic's alpha)
+    alpha: float = 0.0
+    #: dense models: spikes of a hidden layer reach the next layer one step later, as on Xylo
+    hop_delay: bool = True
 
     def __post_init__(self) -> None:
         if not (2 <= self.weight_bits <= 8 or self.weight_bits == 32):
@@ -52,10 +72,22 @@ class ModelConfig:
             raise QsnnError(f"threshold must be positive, got {self.threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise QsnnError(f"dropout must lie in [0, 1), got {self.dropout}")
-        if self.input_kind not in ("static", "frames"):
-            raise QsnnError(f"input_kind must be 'static' or 'frames', got {self.input_kind!r}")
-        if self.feature_size < 1:
+        if self.kind not in MODEL_KINDS:
+            raise QsnnError(f"model kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
+        if self.input_kind not in INPUT_KINDS:
+            raise QsnnError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {self.input_kind!r}")
+        if self.kind == "dense":
+            self._check_dense()
+        elif self.feature_size < 1:
             raise QsnnError(f"input_size {self.input_size} is too small for {len(self.conv_channels)} conv+pool layers")
+
+    def _check_dense(self) -> None:
+        if self.input_kind != "events":
+            raise QsnnError(f"a dense model takes per-step event vectors (input_kind 'events'), got {self.input_kind!r}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise QsnnError(f"a dense model needs at least one hidden layer of >= 1 neurons, got hidden={self.hidden}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise QsnnError(f"alpha must lie in [0, 1], got {self.alpha}")
 
     @property
     def quantized(self) -> bool:
@@ -83,8 +115,9 @@ class ModelConfig:
         if unknown:
             raise CheckpointError(f"model config has unknown keys: {sorted(unknown)}")
         values = dict(data)
-        if "conv_channels" in values:
-            values["conv_channels"] = tuple(int(c) for c in values["conv_channels"])
+        for key in ("conv_channels", "hidden"):
+            if key in values:
+                values[key] = tuple(int(c) for c in values[key])
         try:
             return cls(**values)
         except TypeError as exc:
@@ -146,6 +179,8 @@ class Preset:
 
 
 _MNIST = dict(in_channels=1, input_size=28, conv_channels=(16, 64), num_classes=10)
+#: alpha = 1 - 2^-2, beta = 1 - 2^-4: exactly Xylo's shift decays with dash_syn = 2, dash_mem = 4
+_XYLO_ROWS = dict(kind="dense", in_channels=16, hidden=(256,), num_classes=10, timesteps=28, input_kind="events", input_scale=1.0 / 15.0)
 _DVS = dict(in_channels=2, input_size=32, conv_channels=(16, 32), num_classes=11, input_kind="frames", input_scale=1.0)
 
 #: Table I of Eshraghian et al. 2022; fmnist values to the reference code's precision.
@@ -188,6 +223,14 @@ PRESETS: dict[str, Preset] = {
             TrainConfig(dataset="dvs", lr=2.4e-3, batch_size=16, grad_clip=False, weight_clip=True),
             "Table I DVS128 flt32",
         ),
+        Preset(
+            "fmnist-rows-xylo",
+            ModelConfig(**_XYLO_ROWS, weight_bits=8, alpha=0.75, beta=0.9375, threshold=1.0, slope=5.0, batch_norm=False, dropout=0.0),
+            TrainConfig(
+                dataset="fmnist-rows", epochs=50, lr=2.0e-3, batch_size=128, cosine_period_epochs=50, grad_clip=True, weight_clip=True
+            ),
+            "dense Synaptic SNN for Xylo IMU: Fashion-MNIST rows (T=28, 16 channels), 16-256-10, int8 weights",
+        ),
     ]
 }
 
@@ -204,4 +247,15 @@ def override(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
 
 
-__all__ = ["ModelConfig", "TrainConfig", "Preset", "PRESETS", "get_preset", "override", "SCHEDULES", "DATASETS"]
+__all__ = [
+    "MODEL_KINDS",
+    "INPUT_KINDS",
+    "ModelConfig",
+    "TrainConfig",
+    "Preset",
+    "PRESETS",
+    "get_preset",
+    "override",
+    "SCHEDULES",
+    "DATASETS",
+]

@@ -166,12 +166,12 @@ class _Run:
         import torch
 
         from qsnn_deploy.training.finetune import TargetArithmetic
-        from qsnn_deploy.training.model import QSNN
+        from qsnn_deploy.training.model import build_network
 
         self.plan, self.out, self.progress = plan, out, progress
         self.cfg, self.tcfg, self.target = plan.model_cfg, plan.train_cfg, plan.target
         self.train_split, self.val_split, self.test_split = splits
-        self.model = QSNN(self.cfg)
+        self.model = build_network(self.cfg)
         if init_from is not None and plan.prev is None:
             self.model.load_state_dict(init_from.state_dict, strict=False)
         if self.target is not None:
