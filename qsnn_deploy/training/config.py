@@ -60,6 +60,8 @@ class ModelConfig:
     alpha: float = 0.0
     #: dense models: spikes of a hidden layer reach the next layer one step later, as on Xylo
     hop_delay: bool = True
+    #: dense models: most spikes a hidden neuron emits in one step (Xylo: 31; outputs: 1)
+    hidden_max_spikes: int = 31
 
     def __post_init__(self) -> None:
         if not (2 <= self.weight_bits <= 8 or self.weight_bits == 32):
@@ -88,6 +90,8 @@ class ModelConfig:
             raise QsnnError(f"a dense model needs at least one hidden layer of >= 1 neurons, got hidden={self.hidden}")
         if not 0.0 <= self.alpha <= 1.0:
             raise QsnnError(f"alpha must lie in [0, 1], got {self.alpha}")
+        if self.hidden_max_spikes < 1:
+            raise QsnnError(f"hidden_max_spikes must be >= 1, got {self.hidden_max_spikes}")
 
     @property
     def quantized(self) -> bool:

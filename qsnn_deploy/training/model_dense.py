@@ -4,21 +4,29 @@ Architecture (``ModelConfig(kind="dense")``)::
 
     in_channels -> hidden[0] -> ... -> hidden[-1] -> num_classes      (all Linear, no bias)
 
-Every layer is a population of snnTorch ``Synaptic`` neurons with subtractive reset applied
-in the step of the spike (``reset_delay=False``), per step ``t``::
+Every layer is a population of :class:`XyloSynaptic` neurons: snnTorch's ``Synaptic`` (its
+state update, parameters and surrogate) with Xylo's spike rule, per step ``t``::
 
     I[t] = alpha * I[t-1] + W x[t]
     V[t] = beta * V[t-1] + I[t]
-    S[t] = (V[t] > theta);   V[t] <- V[t] - theta * S[t]
+    S[t] = min(floor(V[t] / theta), cap) if V[t] >= theta else 0;   V[t] <- V[t] - theta * S[t]
 
-which is Xylo's neuron as far as a float model goes: with ``alpha = 1 - 2^-dash_syn`` and
-``beta = 1 - 2^-dash_mem`` the decays are exactly Xylo's shift decays up to the integer
-rounding (Xylo: ``x - (x >> dash)``, at least +-1), the reset is Xylo's subtraction in the same
-step, and one spike per step is Xylo's output neurons' rule. Not modelled in float (the
-integer fine-tuning, ``train --finetune --target xylo-imu``, sees them): Xylo's hidden neurons
-fire up to 31 times in one step while ``V >= theta``, where this model fires once and keeps the
-rest (snnTorch's double-reset guard then decides the next step); ``>=`` vs snnTorch's ``>``
-(differs only at exact equality); int16 saturation.
+with ``cap = hidden_max_spikes`` (Xylo: 31) in hidden layers and 1 in the output layer (Xylo's
+output neurons fire at most once per step). A hidden neuron's ``S`` spikes count ``S`` times in
+the next layer's current, as Xylo's events do. Why not snnTorch's own rule: it fires at most
+once per step and, with the membrane still above threshold after a reset, fires next only
+above ``2 theta``; in a trained net 6% of hidden neuron-steps end above threshold (measured on
+an early checkpoint of this preset), so the float net and the chip would disagree there.
+
+With ``alpha = 1 - 2^-dash_syn`` and ``beta = 1 - 2^-dash_mem`` the decays are Xylo's shift
+decays up to the integer rounding (Xylo: ``x - (x >> dash)``, at least +-1). Not modelled in
+float (the integer fine-tuning, ``train --finetune --target xylo-imu``, sees them): that
+rounding, the int16 saturation of both states and the rounding of the threshold.
+
+Gradient: the reset is detached (as snnTorch's), and dS/dV is the fast-sigmoid surrogate of
+slope ``k`` below threshold continued by the mean slope of the staircase above it::
+
+    dS/dV = 1 / (theta (1 + k max(theta - V, 0))^2)   for V < (cap + 1) theta, else 0
 
 Hop delays (``hop_delay=True``, the default): on Xylo the input reaches the first hidden layer
 in the same step, but hidden -> hidden and hidden -> output spikes arrive one step later; the
@@ -44,19 +52,45 @@ from qsnn_deploy.training.lif_autograd import dropout
 from qsnn_deploy.training.model import ForwardRecord, make_linear
 
 
-def make_synaptic(cfg: ModelConfig) -> nn.Module:
-    """One snnTorch ``Synaptic`` population with the config's decays, threshold and surrogate."""
-    import snntorch as snn
-    from snntorch import surrogate
+class _SpikeCount(torch.autograd.Function):
+    """S = min(floor(V / theta), cap) for V >= theta (else 0), with the surrogate of the module docstring."""
 
-    return snn.Synaptic(
-        alpha=cfg.alpha,
-        beta=cfg.beta,
-        threshold=cfg.threshold,
-        spike_grad=surrogate.fast_sigmoid(slope=cfg.slope),
-        reset_mechanism="subtract",
-        reset_delay=False,
-    )
+    @staticmethod
+    def forward(ctx, mem: torch.Tensor, threshold: torch.Tensor, cap: int, slope: float):  # type: ignore[override]
+        ctx.save_for_backward(mem, threshold)
+        ctx.cap, ctx.slope = cap, slope
+        return torch.clamp(torch.floor(mem / threshold), 0, cap)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        mem, threshold = ctx.saved_tensors
+        below = torch.clamp(threshold - mem, min=0.0)
+        slope = 1.0 / (threshold * (1.0 + ctx.slope * below) ** 2)
+        return grad * slope * (mem < (ctx.cap + 1) * threshold), None, None, None
+
+
+class XyloSynaptic(nn.Module):
+    """snnTorch ``Synaptic`` neurons stepping with Xylo's spike rule (module docstring).
+
+    snnTorch's module holds the parameters (``alpha``, ``beta``, ``threshold`` buffers, so the
+    checkpoint layout is snnTorch's) and its state update; only the firing and reset differ.
+    """
+
+    def __init__(self, cfg: ModelConfig, max_spikes: int):
+        super().__init__()
+        import snntorch as snn
+
+        self.synaptic = snn.Synaptic(alpha=cfg.alpha, beta=cfg.beta, threshold=cfg.threshold, reset_mechanism="none")
+        self.max_spikes = max_spikes
+        self.slope = cfg.slope
+
+    def forward(self, current: torch.Tensor, syn: torch.Tensor, mem: torch.Tensor):
+        """One step: (spike counts, synaptic current, membrane after reset)."""
+        lif = self.synaptic
+        lif.syn, lif.mem = syn, mem
+        syn, mem = lif._base_state_function(current)  # snnTorch: alpha * syn + I, beta * mem + syn
+        spk = _SpikeCount.apply(mem, lif.threshold, self.max_spikes, self.slope)
+        return spk, syn, mem - spk.detach() * lif.threshold
 
 
 def delay_one_step(spikes: torch.Tensor) -> torch.Tensor:
@@ -74,7 +108,8 @@ class DenseSNN(nn.Module):
         self.config = config
         sizes = (config.in_channels, *config.hidden, config.num_classes)
         self.fcs = nn.ModuleList(make_linear(config, a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.lifs = nn.ModuleList(make_synaptic(config) for _ in self.fcs)
+        caps = [config.hidden_max_spikes] * len(config.hidden) + [1]  # Xylo's output neurons fire once per step
+        self.lifs = nn.ModuleList(XyloSynaptic(config, cap) for cap in caps)
         # qsnn_deploy.training.finetune.TargetArithmetic: run the neurons as a target does (None: float)
         self.target_arithmetic: Any = None
 
@@ -96,7 +131,7 @@ class DenseSNN(nn.Module):
     def _neurons(self, i: int, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Layer ``i``'s neurons over all steps of ``current`` (T, B, N): (spikes, synaptic, membrane)."""
         if self.target_arithmetic is not None:
-            return self.target_arithmetic.synaptic(i, current, self.lifs[i], self.config.slope)
+            return self.target_arithmetic.synaptic(i, current, self.lifs[i])
         lif = self.lifs[i]
         syn = mem = torch.zeros_like(current[0])
         spikes, syns, mems = [], [], []
