@@ -90,6 +90,14 @@ FORMATS: dict[str, ExportFormat] = {
             (("nir_dialect", "dialect"),),
             summary="HDF5 (norse, snnTorch and other NIR readers)",
         ),
+        ExportFormat(
+            "xylo",
+            "xylo_export",
+            "export_xylo",
+            ".xylo.npz",
+            (("target", "target"), ("timesteps", "timesteps"), ("golden", "golden")),
+            summary="SynSense Xylo: XyloSim.from_specification arguments (NPZ), optional golden spikes",
+        ),
     )
 }
 

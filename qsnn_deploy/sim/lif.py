@@ -36,7 +36,7 @@ import numpy as np
 
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir.dtypes import IntType
-from qsnn_deploy.ir.nodes import LIF
+from qsnn_deploy.ir.nodes import LIF, CubaLIF, Linear
 
 
 class LIFParams(NamedTuple):
@@ -183,4 +183,130 @@ def step(a: np.ndarray, state: LIFState, p: LIFParams) -> tuple[np.ndarray, LIFS
     return s, LIFState(v, s, overflows)
 
 
-__all__ = ["LIFParams", "LIFState", "apply_overflow", "decay", "initial_state", "step"]
+# --- current-based LIF (Xylo) ----------------------------------------------------------------
+
+
+class CubaParams(NamedTuple):
+    """Integer parameters of one :class:`~qsnn_deploy.ir.nodes.CubaLIF` layer and its Linear."""
+
+    name: str  # layer name, for error messages
+    weight: np.ndarray  # (J, C) int64: wrap_I(W[c, j] << weight_shift), transposed for x @ weight
+    threshold: np.ndarray  # (C,) int64, > 0
+    bias: np.ndarray  # (C,) int64
+    dash_syn: np.ndarray  # (C,) int64
+    dash_mem: np.ndarray  # (C,) int64
+    input_cap: int  # 0: none
+    spike_cap: int
+    state: IntType  # membrane
+    synapse_state: IntType  # synaptic current
+
+    @classmethod
+    def from_nodes(cls, linear: Linear, node: CubaLIF, name: str = "cuba") -> CubaParams:
+        """Parameters of a CubaLIF ``node`` called ``name`` and the ``linear`` node feeding it."""
+        shifted = linear.weight.values.T.astype(np.int64) << node.weight_shift
+        return cls(
+            name=name,
+            weight=node.synapse_state.wrap(shifted),
+            threshold=np.asarray(node.threshold.values, np.int64),
+            bias=np.asarray(node.bias.values, np.int64),
+            dash_syn=np.asarray(node.dash_syn.values, np.int64),
+            dash_mem=np.asarray(node.dash_mem.values, np.int64),
+            input_cap=node.input_cap,
+            spike_cap=node.spike_cap,
+            state=node.state,
+            synapse_state=node.synapse_state,
+        )
+
+
+class CubaState(NamedTuple):
+    """State of a batch of current-based neurons: synaptic current, membrane, saturation count."""
+
+    i: np.ndarray  # (B, C) int64 synaptic current I[t-1]
+    v: np.ndarray  # (B, C) int64 membrane V[t-1]
+    saturations: np.ndarray  # (B,) int64: neuron-steps so far at which a saturation acted
+
+
+def cuba_initial_state(batch: int, neurons: int) -> CubaState:
+    """I[-1] = V[-1] = 0 and no saturations."""
+    return CubaState(np.zeros((batch, neurons), np.int64), np.zeros((batch, neurons), np.int64), np.zeros(batch, np.int64))
+
+
+def shift_decrement(x: np.ndarray, dash: np.ndarray) -> np.ndarray:
+    """dec(x, dash) = x >> dash (arithmetic), or sign(x) where that is 0: what the decay removes."""
+    d = x >> dash
+    return np.where(d == 0, np.sign(x), d)
+
+
+def accumulate_events(i: np.ndarray, n: np.ndarray, weight: np.ndarray, syn: IntType) -> tuple[np.ndarray, np.ndarray]:
+    """I <- sat(I + n_j * w_j) for j = 0..J-1 in order; and a mask of the neurons where it saturated.
+
+    Fast path: where neither the sum of the positive nor of the negative increments can leave
+    ``syn``, no partial sum can, and the result is the plain sum (one matrix product).
+    """
+    pos = n @ np.maximum(weight, 0)
+    neg = n @ np.minimum(weight, 0)
+    total = i + pos + neg
+    risky = ((i + pos) > syn.max) | ((i + neg) < syn.min)
+    rows = np.flatnonzero(risky.any(axis=1))
+    if rows.size == 0:
+        return total, risky
+    acc = i[rows].copy()
+    clipped = np.zeros(acc.shape, bool)
+    for j in np.flatnonzero(n[rows].any(axis=0)):
+        part = acc + n[rows, j : j + 1] * weight[j]
+        acc = np.clip(part, syn.min, syn.max)
+        clipped |= acc != part
+    total[rows] = acc
+    risky[rows] = clipped
+    return total, risky
+
+
+def cuba_step(x: np.ndarray, state: CubaState, p: CubaParams) -> tuple[np.ndarray, CubaState]:
+    """Advance a batch of current-based neurons by one step (the CubaLIF docstring's equation)::
+
+        n      = min(x, input_cap)
+        I      <- sat_I(I + n_j * w_j) for j in order;  I[t] = I - dec(I, dash_syn)
+        dV     = sat_V(sat_V(wrap_V(-dec(V[t-1], dash_mem)) + I[t]) + bias)
+        V'     = sat_V(V[t-1] + dV);  S = clip(V' // threshold, 0, spike_cap);  V[t] = V' - S * threshold
+
+    Args:
+        x: (B, J) presynaptic event counts arriving this step (the driver applies ``input_delay``).
+        state: (I[t-1], V[t-1], saturation counts).
+        p: :meth:`CubaParams.from_nodes`.
+
+    Returns:
+        (S[t] as (B, C) int64 spike counts 0..spike_cap, the new state).
+    """
+    n = np.asarray(x, np.int64)
+    if p.input_cap:
+        n = np.minimum(n, p.input_cap)
+    i, syn_sat = accumulate_events(state.i, n, p.weight, p.synapse_state)
+    i = i - shift_decrement(i, p.dash_syn)
+    lo, hi = p.state.min, p.state.max
+    leak = p.state.wrap(-shift_decrement(state.v, p.dash_mem))
+    sums = [leak + i]
+    dv = np.clip(sums[-1], lo, hi)
+    sums.append(dv + p.bias)
+    dv = np.clip(sums[-1], lo, hi)
+    sums.append(state.v + dv)
+    v = np.clip(sums[-1], lo, hi)
+    s = np.clip(v // p.threshold, 0, p.spike_cap)
+    v = v - s * p.threshold
+    acted = syn_sat | np.any([(u < lo) | (u > hi) for u in sums], axis=0)
+    return s, CubaState(i, v, state.saturations + acted.sum(axis=1))
+
+
+__all__ = [
+    "CubaParams",
+    "CubaState",
+    "LIFParams",
+    "LIFState",
+    "accumulate_events",
+    "apply_overflow",
+    "cuba_initial_state",
+    "cuba_step",
+    "decay",
+    "initial_state",
+    "shift_decrement",
+    "step",
+]

@@ -18,6 +18,9 @@ from qsnn_deploy.errors import GraphError, TargetError
 from qsnn_deploy.ir.arithmetic import NeuronArithmetic
 from qsnn_deploy.ir.dtypes import IntType
 
+#: the rule lists a profile can name (``rule_set``); the lists themselves are in targets.checks
+RULE_SETS = ("core", "xylo")
+
 
 @dataclass(frozen=True)
 class TargetProfile:
@@ -36,10 +39,16 @@ class TargetProfile:
     arithmetic: NeuronArithmetic
     limits: dict[str, int] = field(default_factory=dict)
     description: str = ""
+    #: which rule list checks graphs against this core: "core" (targets.rules.RULES) or "xylo"
+    rule_set: str = "core"
+    #: the vendor's chip name, for exports that name it (Xylo IMU: "syns63300"); "" for our own cores
+    chip: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.arithmetic, NeuronArithmetic):
             raise TargetError(f"target {self.name}: arithmetic must be a NeuronArithmetic")
+        if self.rule_set not in RULE_SETS:
+            raise TargetError(f"target {self.name}: rule_set must be one of {RULE_SETS}, got {self.rule_set!r}")
         if not isinstance(self.limits, dict) or not all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in self.limits.items()):
             raise TargetError(f"target {self.name}: limits must map names to non-negative integers, got {self.limits!r}"[:300])
 
@@ -63,6 +72,8 @@ class TargetProfile:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
+            if f.name in ("rule_set", "chip") and v == f.default:
+                continue  # absent from the profiles of our own cores, whose documents stay as they were
             if isinstance(v, NeuronArithmetic):
                 out.update({k: a.name if isinstance(a, IntType) else a for k, a in v.fields().items()})
             else:
@@ -84,6 +95,8 @@ class TargetProfile:
             for key in ("weight", "input", "accumulator"):
                 values[key] = IntType.parse(values[key])
             arith["state"] = IntType.parse(arith["state"])
+            if arith.get("synapse_state") is not None:
+                arith["synapse_state"] = IntType.parse(arith["synapse_state"])
         except KeyError as exc:
             raise TargetError(f"target profile lacks {exc.args[0]!r}") from None
         except GraphError as exc:
