@@ -23,10 +23,12 @@ decays up to the integer rounding (Xylo: ``x - (x >> dash)``, at least +-1). Not
 float (the integer fine-tuning, ``train --finetune --target xylo-imu``, sees them): that
 rounding, the int16 saturation of both states and the rounding of the threshold.
 
-Gradient: the reset is detached (as snnTorch's), and dS/dV is the fast-sigmoid surrogate of
-slope ``k`` below threshold continued by the mean slope of the staircase above it::
+Gradient: the reset is detached (as snnTorch's), and dS/dV is snnTorch's fast-sigmoid
+surrogate of slope ``k`` around the staircase: 1/theta (its mean slope) between theta and
+``cap theta``, falling off as the fast sigmoid on either side (for ``cap`` = 1 exactly
+snnTorch's ``fast_sigmoid``, over theta)::
 
-    dS/dV = 1 / (theta (1 + k max(theta - V, 0))^2)   for V < (cap + 1) theta, else 0
+    dS/dV = 1 / (theta (1 + k d)^2),   d = max(theta - V, 0, V - cap theta)
 
 Hop delays (``hop_delay=True``, the default): on Xylo the input reaches the first hidden layer
 in the same step, but hidden -> hidden and hidden -> output spikes arrive one step later; the
@@ -52,8 +54,14 @@ from qsnn_deploy.training.lif_autograd import dropout
 from qsnn_deploy.training.model import ForwardRecord, make_linear
 
 
+def spike_surrogate(mem: torch.Tensor, threshold: torch.Tensor | float, cap: int, slope: float) -> torch.Tensor:
+    """dS/dV of the module docstring at membranes ``mem`` (before the reset)."""
+    distance = torch.clamp(torch.maximum(threshold - mem, mem - cap * threshold), min=0.0)
+    return 1.0 / (threshold * (1.0 + slope * distance) ** 2)
+
+
 class _SpikeCount(torch.autograd.Function):
-    """S = min(floor(V / theta), cap) for V >= theta (else 0), with the surrogate of the module docstring."""
+    """S = min(floor(V / theta), cap) for V >= theta (else 0), with :func:`spike_surrogate` as gradient."""
 
     @staticmethod
     def forward(ctx, mem: torch.Tensor, threshold: torch.Tensor, cap: int, slope: float):  # type: ignore[override]
@@ -64,9 +72,7 @@ class _SpikeCount(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         mem, threshold = ctx.saved_tensors
-        below = torch.clamp(threshold - mem, min=0.0)
-        slope = 1.0 / (threshold * (1.0 + ctx.slope * below) ** 2)
-        return grad * slope * (mem < (ctx.cap + 1) * threshold), None, None, None
+        return grad * spike_surrogate(mem, threshold, ctx.cap, ctx.slope), None, None, None
 
 
 class XyloSynaptic(nn.Module):
@@ -128,10 +134,13 @@ class DenseSNN(nn.Module):
             )
         return (x.to(self.fcs[0].weight.dtype) * cfg.input_scale).transpose(0, 1)
 
-    def _neurons(self, i: int, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Layer ``i``'s neurons over all steps of ``current`` (T, B, N): (spikes, synaptic, membrane)."""
+    def _neurons(self, i: int, current: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Layer ``i``'s neurons over all steps of ``current`` (T, B, N): (spikes, synaptic, membrane).
+
+        ``counts`` (T, B, J) are the integer event counts behind ``current`` (target arithmetic runs on them).
+        """
         if self.target_arithmetic is not None:
-            return self.target_arithmetic.synaptic(i, current, self.lifs[i])
+            return self.target_arithmetic.synaptic(i, current, counts, self.lifs[i])
         lif = self.lifs[i]
         syn = mem = torch.zeros_like(current[0])
         spikes, syns, mems = [], [], []
@@ -147,13 +156,15 @@ class DenseSNN(nn.Module):
         if self.target_arithmetic is not None:
             self.target_arithmetic.refresh(self)  # the integer parameters follow the current weights
         h = self._layer_input(x)
+        counts = x.transpose(0, 1)  # the first layer's integer input: the raw events
         spikes, syns, mems = [], [], []
         for i, fc in enumerate(self.fcs):
             if i > 0:
                 h = dropout(h, self.config.dropout, self.training)
                 if self.config.hop_delay:
                     h = delay_one_step(h)
-            h, syn, mem = self._neurons(i, F.linear(h, self.layer_weight(fc)))
+                counts = h  # later layers hear spike counts, integers
+            h, syn, mem = self._neurons(i, F.linear(h, self.layer_weight(fc)), counts)
             spikes.append(h)
             syns.append(syn)
             mems.append(mem)
