@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from graph_factory import make_graph  # noqa: E402
 
+from qsnn_deploy.analysis.bounds import intervals  # noqa: E402
 from qsnn_deploy.errors import TargetError  # noqa: E402
 from qsnn_deploy.ir import LIF, Conv2d, Graph, IntTensor, Linear  # noqa: E402
 from qsnn_deploy.ir.dtypes import IntType  # noqa: E402
@@ -149,7 +150,7 @@ def test_accumulator_bound_is_exact_interval(fitting):
     w = fitting.nodes["conv1"].weight.values  # one input channel of UINT8 pixels, padding 1
     pos = np.where(w > 0, w, 0).reshape(len(w), -1).sum(1)
     neg = np.where(w < 0, w, 0).reshape(len(w), -1).sum(1)
-    bounds = rules.synaptic_sum_bounds(fitting)
+    bounds = intervals(fitting)
     assert bounds["conv1"] == (int((neg * 255).min()), int((pos * 255).max()))
     assert bounds["pool1"] == (4 * bounds["conv1"][0], 4 * bounds["conv1"][1])
     # exactly at the limit passes, one below fails

@@ -41,6 +41,26 @@ def load_model(model_path, target, timesteps, preset, trust_checkpoint):
     return with_timesteps(load_deployable(model_path, target=target, trust=trust_checkpoint, preset=preset), timesteps)
 
 
+def ignore_limits_option(fn):
+    """--ignore-limits: go on when the graph breaks the target's rules (each broken rule is still printed)."""
+    return click.option(
+        "--ignore-limits", is_flag=True, help="Report the target's broken rules as warnings and go on (simulate or export anyway)."
+    )(fn)
+
+
+def check_limits(dep, ignore_limits: bool) -> None:
+    """Run the target's rules on the graph: raise (exit 6) on the first report, or only warn with --ignore-limits."""
+    from qsnn_deploy.errors import TargetError
+    from qsnn_deploy.targets.checks import check_graph
+
+    try:
+        check_graph(dep.graph, dep.target)
+    except TargetError as exc:
+        if not ignore_limits:
+            raise
+        click.echo(f"warning: --ignore-limits: {exc}", err=True)
+
+
 def warn_saturation_risks(dep) -> None:
     """Print, to stderr, every layer whose worst-case membrane can exceed its state type."""
     from qsnn_deploy.targets.rules import membrane_saturation_risks

@@ -36,6 +36,8 @@ class ExportFormat:
             own parameter name.
         directory: the output is a folder of several files, not one file.
         summary: one line for ``--help`` and docs.
+        checks_target: the output is a chip's configuration, so ``export`` runs the target's
+            rules first (``--ignore-limits`` turns their failures into warnings).
     """
 
     name: str
@@ -45,6 +47,7 @@ class ExportFormat:
     options: tuple[tuple[str, str], ...]
     directory: bool = False
     summary: str = ""
+    checks_target: bool = False
 
     def default_output(self, model_path: str | os.PathLike[str]) -> Path:
         """The output path used when the user gives none: beside the current directory, named after the model."""
@@ -97,6 +100,7 @@ FORMATS: dict[str, ExportFormat] = {
             ".xylo.npz",
             (("target", "target"), ("timesteps", "timesteps"), ("golden", "golden")),
             summary="SynSense Xylo: XyloSim.from_specification arguments (NPZ), optional golden spikes",
+            checks_target=True,
         ),
     )
 }

@@ -17,8 +17,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from qsnn_deploy.analysis.bounds import lif_peak, magnitudes
 from qsnn_deploy.errors import ExportError, GraphError
-from qsnn_deploy.ir import LIF, Conv2d, Graph, Input, Linear, SumPool2d
+from qsnn_deploy.ir import LIF, Conv2d, Graph, SumPool2d
 from qsnn_deploy.ir.tensor import MAX_ELEMENTS
 
 #: ONNX opset and IR version of every model we write (onnxruntime >= 1.14 runs both)
@@ -134,37 +135,6 @@ def chain_of(graph: Graph) -> list[tuple[str, Any]]:
         return graph.chain()
     except GraphError as exc:
         raise ExportError(f"cannot export: {exc}") from None
-
-
-def magnitudes(graph: Graph) -> dict[str, int]:
-    """Upper bound of |value| of each node's output, over all inputs the dtype allows.
-
-    A dot product's bound is also a bound on every partial sum, in any summation order.
-    """
-    out: dict[str, int] = {}
-    prev = 0
-    for name, node in chain_of(graph):
-        if isinstance(node, Input):
-            prev = max(abs(node.dtype.min), abs(node.dtype.max))
-        elif isinstance(node, (Conv2d, Linear)):
-            w = np.abs(node.weight.values).reshape(node.weight.shape[0], -1)
-            prev = int(w.sum(axis=1).max()) * prev
-        elif isinstance(node, SumPool2d):
-            prev = prev * node.kernel[0] * node.kernel[1]
-        elif isinstance(node, LIF):
-            prev = 1
-        out[name] = prev
-    return out
-
-
-def lif_peak(node: LIF, in_mag: int) -> int:
-    """Largest |intermediate| of one LIF step (see :func:`lif_step`) for inputs up to in_mag."""
-    half = 2 ** (node.state.bits - 1)
-    thr = int(np.abs(node.threshold.values).max())
-    current = in_mag * 2**node.input_shift + int(np.abs(node.bias.values).max())
-    product = half * node.decay_mul + 2**node.decay_shift
-    total = half + current + thr
-    return max(current, product, total + half)  # + half: the wrap offset (V - min)
 
 
 def check_exact(graph: Graph, limit: int, what: str) -> dict[str, int]:

@@ -30,7 +30,7 @@ import numpy as np
 
 from qsnn_deploy.atomic import write_text_atomic
 from qsnn_deploy.errors import ExportError, GraphError, QsnnError, TargetError
-from qsnn_deploy.ir import FORMAT, VERSION, Graph, IntTensor
+from qsnn_deploy.ir import FORMAT, VERSION, CubaLIF, Graph, IntTensor
 from qsnn_deploy.ir.tensor import MAX_ELEMENTS
 from qsnn_deploy.targets import TargetProfile, load_target
 
@@ -152,6 +152,10 @@ def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dic
     """Golden samples: each input with the simulator's output and per-layer spike counts."""
     if timesteps is None:
         raise ExportError("golden vectors need timesteps")
+    if any(isinstance(n, CubaLIF) for n in graph.nodes.values()):
+        raise ExportError(
+            "json golden vectors hold 0/1 spike rasters; a current-based (CubaLIF) graph spikes up to 31 times a step: use --format xylo --golden N"
+        )
     node = graph.input
     x = np.asarray(inputs)
     expect = node.shape if node.encoding == "static" else (timesteps, *node.shape)

@@ -35,6 +35,18 @@ threshold and may act on the next step (delayed), where NIR resets to ``v_reset`
 the comparison may be ``>=``; the membrane saturates or wraps at a fixed width. A reader that
 wants bit-exact behaviour must implement these from the metadata (or read the JSON export).
 The Output node's readout is the spike count over T steps.
+
+Current-based layers (Linear -> CubaLIF, Xylo) become ``Affine`` -> ``CubaLIF``, a float
+approximation in NIR's continuous-time form, discretised by forward Euler at the dialect's
+``dt``. With a = 2^-dash_syn and b = 2^-dash_mem (Xylo's x - (x >> dash) without the +-1
+rule, the per-event saturation and the int16 limits): the Affine holds the effective integer
+weights wrap16(W << weight_shift), no bias; ``tau_syn = dt / a``, ``w_in = (1 - a) / a`` (Xylo
+adds the input before the decay, Euler after), ``tau_mem = dt / b``, ``r = 1 / b`` and
+``v_leak = bias / b`` (so v <- (1 - b) v + I + bias), ``v_threshold`` = threshold,
+``v_reset = 0`` (Xylo subtracts the threshold per spike and fires up to ``spike_cap`` times a
+step). The hop latency (``input_delay``), caps and the integer fields are in the metadata
+(``qsnn_op`` CubaLIF). rockpool's NIR reader takes ``dt = tau_mem / (1 + r)`` and
+``bias = v_leak``, conventions of its own, so it reads these parameters only approximately.
 """
 
 from __future__ import annotations
@@ -50,7 +62,7 @@ from qsnn_deploy.atomic import atomic_path
 from qsnn_deploy.errors import ExportError
 from qsnn_deploy.exporters._onnx_common import chain_of
 from qsnn_deploy.exporters.nir_dialects import DIALECTS
-from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear, Output, SumPool2d
+from qsnn_deploy.ir import LIF, Conv2d, CubaLIF, Flatten, Graph, Input, Linear, Output, SumPool2d
 
 #: tau / dt standing in for "no leak" where the reader has no IF neuron
 NO_LEAK_TAU = 2.0**40
@@ -192,8 +204,12 @@ def to_nir(graph: Graph, *, dialect: str = "norse") -> Any:
             nodes[name] = nir.Input(
                 input_type={"input": np.array(shape)}, metadata={"qsnn_op": "Input", "dtype": node.dtype.name, "encoding": node.encoding}
             )
+        elif isinstance(node, Linear) and i + 1 < len(chain) and isinstance(chain[i + 1][1], CubaLIF):
+            nodes[name] = _cuba_synapse(nir, node, chain[i + 1][1])
         elif isinstance(node, (Conv2d, Linear)):
             nodes[name] = _synapse(nir, name, node, in_shape, folds.get(i))
+        elif isinstance(node, CubaLIF):
+            nodes[name] = _cuba_neuron(nir, node, dt)
         elif isinstance(node, SumPool2d):
             pool = nir.SumPool2d if dialect == "norse" else nir.AvgPool2d
             meta = (
@@ -245,6 +261,42 @@ def _synapse(nir: Any, name: str, node: Conv2d | Linear, in_shape: tuple[int, ..
         dilation=(1, 1),
         groups=1,
         bias=_f32(bias),
+        metadata=meta,
+    )
+
+
+def _cuba_synapse(nir: Any, linear: Linear, node: CubaLIF) -> Any:
+    """Affine with the effective weights wrap(W << weight_shift) of the CubaLIF it feeds."""
+    weight = node.synapse_state.wrap(linear.weight.values.astype(np.int64) << node.weight_shift)
+    meta = {
+        "qsnn_op": "Linear",
+        "weight_dtype": linear.weight.dtype.name,
+        "weight_int": linear.weight.values.copy(),
+        "weight_shift": node.weight_shift,
+    }
+    return nir.Affine(weight=_f32(weight), bias=_f32(np.zeros(weight.shape[0])), metadata=meta)
+
+
+def _cuba_neuron(nir: Any, node: CubaLIF, dt: float) -> Any:
+    """NIR CubaLIF approximating Xylo's neuron (module docstring)."""
+    a = 2.0 ** -node.dash_syn.values.astype(np.float64)
+    b = 2.0 ** -node.dash_mem.values.astype(np.float64)
+    meta = {
+        "qsnn_op": "CubaLIF",
+        **{k: getattr(node, k).values.copy() for k in ("threshold", "bias", "dash_syn", "dash_mem")},
+        **{k: getattr(node, k) for k in ("weight_shift", "input_cap", "input_delay", "spike_cap", "decay_rule", "reset", "compare")},
+        "state": node.state.name,
+        "synapse_state": node.synapse_state.name,
+        "dt": dt,
+    }
+    return nir.CubaLIF(
+        tau_syn=_f32(dt / a),
+        tau_mem=_f32(dt / b),
+        r=_f32(1.0 / b),
+        v_leak=_f32(node.bias.values / b),
+        v_threshold=_f32(node.threshold.values),
+        v_reset=_f32(np.zeros_like(a)),
+        w_in=_f32((1.0 - a) / a),
         metadata=meta,
     )
 

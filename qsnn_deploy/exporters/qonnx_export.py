@@ -33,9 +33,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from qsnn_deploy.analysis.bounds import magnitudes
 from qsnn_deploy.atomic import write_bytes_atomic
 from qsnn_deploy.errors import ExportError
-from qsnn_deploy.exporters._onnx_common import EXACT_F32, EXACT_F64, OPSET, Builder, Dim, chain_of, check_exact, magnitudes
+from qsnn_deploy.exporters._onnx_common import EXACT_F32, EXACT_F64, OPSET, Builder, Dim, chain_of, check_exact
 from qsnn_deploy.exporters._onnx_time import Lowering, build_body
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
 

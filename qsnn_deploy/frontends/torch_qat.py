@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from qsnn_deploy.analysis.bounds import weight_gain
 from qsnn_deploy.errors import CheckpointError, TargetError
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d
 from qsnn_deploy.ir.dtypes import IntType
@@ -94,7 +95,7 @@ def _lif_node(name: str, a: np.ndarray, b: np.ndarray, theta: float, beta: float
         bias=IntTensor(biases, target.state),
         decay_mul=int(round(beta * 2**target.decay_shift)),
         input_shift=frac,
-        **target.arithmetic.fields(),
+        **target.arithmetic.lif_fields(),
     )
 
 
@@ -176,12 +177,12 @@ def layer_folds(model: Any, target: TargetProfile | str = "int4-core") -> list[L
         bn = model.bns[i] if model.bns is not None else None
         a, b = _affine(bn, s * quantum / 4.0, w.shape[0])
         w = _flip_negative(w, a, name)
-        a_max = float((np.abs(w).reshape(w.shape[0], -1).sum(1) * x_max * 4).max())
+        a_max = float(weight_gain(w)) * x_max * 4  # the 2x2 sum pool after the conv
         folds.append(LayerFold(name, w, s, quantum, np.abs(a), b, a_max))
         x_max, quantum = 1.0, 1.0  # later layers see 0/1 spikes
     w, s = quantized_weights(model.fc, "fc", target)
     a, b = _affine(None, s * quantum, w.shape[0])
-    folds.append(LayerFold("fc", w, s, quantum, a, b, float((np.abs(w).sum(1) * x_max).max())))
+    folds.append(LayerFold("fc", w, s, quantum, a, b, float(weight_gain(w)) * x_max))
     return folds
 
 

@@ -118,6 +118,14 @@ class NeuronArithmetic:
             out[f.name] = value
         return out
 
+    def lif_fields(self) -> dict[str, Any]:
+        """The fields a plain :class:`~qsnn_deploy.ir.nodes.LIF` node takes (the current-based ones dropped).
+
+        For freezing a plain LIF model for a current-based core anyway (the core's rules then
+        report it as not mappable).
+        """
+        return {k: v for k, v in self.fields().items() if k not in CUBA_FIELDS}
+
     @property
     def current_based(self) -> bool:
         """True for a neuron with a synaptic current state (:class:`~qsnn_deploy.ir.nodes.CubaLIF`)."""

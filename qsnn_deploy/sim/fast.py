@@ -38,6 +38,7 @@ from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import Graph
 from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.sim import fast_kernels, lif, reference
+from qsnn_deploy.sim.driver import run_steps
 from qsnn_deploy.sim.fast_kernels import available, unavailable_reason
 from qsnn_deploy.sim.fast_plan import _cached_plan, _Segment
 from qsnn_deploy.sim.reference import BackendRun
@@ -148,17 +149,19 @@ class _LayerRun:
         sums = _logical(cur, nhwc, (cur.shape[0], self.batch), seg.shape)
         out = _logical(spk, nhwc, (steps, self.batch), seg.shape) if write else None
         counts = self.counts.reshape(self.batch, *seg.shape)
-        for t in range(steps):
-            a = sums[0 if seg.static else t]
+
+        def counted_step(a: np.ndarray, state: lif.LIFState, params: lif.LIFParams) -> tuple[np.ndarray, lif.LIFState]:
             if accumulator is not None:
                 self.acc_total += reference.outside(a, accumulator)
-            try:
-                spikes, self.state = lif.step(a, self.state, seg.params)
-            except TargetError as exc:
-                raise TargetError(f"{exc} at step {t0 + t}") from None
-            counts += spikes
+            return lif.step(a, state, params)
+
+        def collect(t: int, spikes: np.ndarray, _: object) -> None:
+            counts[...] += spikes
             if out is not None:
                 out[t] = spikes
+
+        inputs = sums[0] if seg.static else sums  # a static layer's sums have one row, used at every step
+        self.state = run_steps(counted_step, inputs, self.state, seg.params, steps, static=seg.static, sink=collect, t0=t0)
 
     def results(self) -> tuple[np.ndarray, int, int]:
         """(B, *shape) spike counts per neuron, overflows, accumulator overflows."""

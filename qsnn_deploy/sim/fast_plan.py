@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from qsnn_deploy.analysis.bounds import weight_gain
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Linear, Output, SumPool2d
 from qsnn_deploy.sim import lif
 
@@ -59,11 +60,6 @@ def _fold_pool(conv: Conv2d, pool: SumPool2d, in_shape: tuple[int, ...]) -> tupl
     if i * big.shape[2] * big.shape[3] * pooled[1] * pooled[2] >= unfolded:
         return None
     return big, (sh * qh, sw * qw)
-
-
-def _weight_bound(w: np.ndarray) -> float:
-    """max over outputs o of sum |w[o, ...]|: the gain from max|input| to max|partial sum|."""
-    return float(np.abs(w.astype(np.float64)).reshape(w.shape[0], -1).sum(axis=1).max())
 
 
 def _float32_exact() -> bool:
@@ -126,11 +122,11 @@ def _plan(graph: Graph) -> list[_Segment]:
             folded = _fold_pool(node, nxt, prev_shape) if isinstance(nxt, SumPool2d) else None
             if folded is None:
                 stages.append(_Stage("conv", node.weight.values, node.stride, node.padding))
-                bound *= _weight_bound(node.weight.values)
+                bound *= weight_gain(node.weight.values)
                 int_nodes.append(node)
             else:
                 stages.append(_Stage("conv", folded[0], folded[1], node.padding))
-                bound *= _weight_bound(folded[0])
+                bound *= weight_gain(folded[0])
                 int_nodes += [node, nxt]
                 k += 1
                 name = nodes[k][0]
@@ -151,7 +147,7 @@ def _plan(graph: Graph) -> list[_Segment]:
                 c, h, wd = flat_src
                 w = w.reshape(-1, c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
             stages.append(_Stage("linear", w))
-            bound *= _weight_bound(w)
+            bound *= weight_gain(w)
             int_nodes.append(node)
         elif isinstance(node, LIF):
             dtype = "float32" if worst < 2**24 and f32_ok else "float64" if worst < 2**53 else "int64"

@@ -242,22 +242,33 @@ def accumulate_events(i: np.ndarray, n: np.ndarray, weight: np.ndarray, syn: Int
 
     Fast path: where neither the sum of the positive nor of the negative increments can leave
     ``syn``, no partial sum can, and the result is the plain sum (one matrix product).
+    The products run in float64 (BLAS) when every partial sum is below 2^53 in magnitude, so
+    they are exact; int64 otherwise.
     """
-    pos = n @ np.maximum(weight, 0)
-    neg = n @ np.minimum(weight, 0)
+    bound = float(np.abs(n).sum(axis=1).max(initial=0)) * float(np.abs(weight).max(initial=0))
+    kind = np.float64 if bound < 2**53 else np.int64
+    nk = n.astype(kind)
+    pos = (nk @ np.maximum(weight, 0).astype(kind)).astype(np.int64)
+    neg = (nk @ np.minimum(weight, 0).astype(kind)).astype(np.int64)
     total = i + pos + neg
     risky = ((i + pos) > syn.max) | ((i + neg) < syn.min)
     rows = np.flatnonzero(risky.any(axis=1))
     if rows.size == 0:
         return total, risky
-    acc = i[rows].copy()
+    b, c = np.nonzero(risky[rows])
+    if 4 * b.size < rows.size * risky.shape[1]:  # few risky neurons: loop over them alone
+        b = rows[b]
+        pick_n, pick_w, at = (lambda j: n[b, j]), (lambda j: weight[j, c]), (b, c)
+    else:  # many: loop over whole rows (contiguous, cheaper per element)
+        pick_n, pick_w, at = (lambda j: n[rows, j : j + 1]), (lambda j: weight[j]), rows
+    acc = i[at]
     clipped = np.zeros(acc.shape, bool)
     for j in np.flatnonzero(n[rows].any(axis=0)):
-        part = acc + n[rows, j : j + 1] * weight[j]
+        part = acc + pick_n(j) * pick_w(j)
         acc = np.clip(part, syn.min, syn.max)
         clipped |= acc != part
-    total[rows] = acc
-    risky[rows] = clipped
+    total[at] = acc
+    risky[at] = clipped
     return total, risky
 
 

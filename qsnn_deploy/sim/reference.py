@@ -25,10 +25,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Linear, Node, Output, SumPool2d
 from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.sim import lif
+from qsnn_deploy.sim.driver import run_steps
 
 
 class BackendRun(NamedTuple):
@@ -113,30 +113,36 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, ac
         TargetError: a LIF layer with overflow policy ``error`` overflowed (names the step).
     """
     chain = [(name, node) for name, node in graph.chain() if not isinstance(node, Output)][1:]
-    static = graph.input.encoding == "static"
     batch = x.shape[0]
     shapes = graph.shapes()
     params = {n: lif.LIFParams.from_node(node, n) for n, node in chain if isinstance(node, LIF)}
-    states = {n: lif.initial_state((batch, *shapes[n])) for n in params}
     counts = {n: np.zeros((batch, *shapes[n]), np.int64) for n in params}
     acc_over = dict.fromkeys(params, 0)
     spikes = {n: np.zeros((timesteps, batch, *shapes[n]), np.uint8) for n in params} if record else None
 
-    for t in range(timesteps):
-        h = x if static else x[:, t]
+    def chain_step(h: np.ndarray, states: dict[str, lif.LIFState], _: object) -> tuple[dict[str, np.ndarray], dict[str, lif.LIFState]]:
+        # one time step through the whole chain; returns every LIF layer's spikes
+        out, new = {}, {}
         for name, node in chain:
             if not isinstance(node, LIF):
                 h = apply_node(node, h)
                 continue
             if accumulator is not None:
                 acc_over[name] += outside(h, accumulator)
-            try:
-                h, states[name] = lif.step(h, states[name], params[name])
-            except TargetError as exc:
-                raise TargetError(f"{exc} at step {t}") from None
-            counts[name] += h
+            h, new[name] = lif.step(h, states[name], params[name])
+            out[name] = h
+        return out, new
+
+    def collect(t: int, out: dict[str, np.ndarray], _: object) -> None:
+        for name, s in out.items():
+            counts[name] += s
             if spikes is not None:
-                spikes[name][t] = h
+                spikes[name][t] = s
+
+    initial = {n: lif.initial_state((batch, *shapes[n])) for n in params}
+    static = graph.input.encoding == "static"
+    inputs = x if static else x.swapaxes(0, 1)  # frames: (B, T, ...) -> per step (B, ...), a view
+    states = run_steps(chain_step, inputs, initial, None, timesteps, static=static, sink=collect)
     saturations = {n: int(s.overflows.sum()) for n, s in states.items()}
     return BackendRun(counts, saturations, acc_over, spikes)
 

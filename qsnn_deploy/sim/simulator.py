@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from qsnn_deploy.analysis.bounds import magnitudes
 from qsnn_deploy.errors import GraphError, QsnnError, TargetError
-from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear, SumPool2d
-from qsnn_deploy.sim import reference
+from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, Linear
+from qsnn_deploy.sim import cuba_chain, reference
 from qsnn_deploy.targets import TargetProfile
 
 BACKENDS = ("auto", "fast", "reference")
@@ -181,18 +182,9 @@ def _layers(graph: Graph) -> tuple[list[_Layer], str]:
 
 def check_int64_range(graph: Graph) -> None:
     """Raise unless every synaptic sum of ``graph`` provably fits int64 (|sum| < 2^62)."""
-    inp = graph.input
-    bound = float(max(abs(inp.dtype.min), abs(inp.dtype.max)))
-    for name, node in graph.chain()[1:]:
-        if isinstance(node, (Conv2d, Linear)):
-            w = np.abs(node.weight.values.astype(np.float64)).reshape(node.weight.shape[0], -1)
-            bound *= float(w.sum(axis=1).max())
-        elif isinstance(node, SumPool2d):
-            bound *= node.kernel[0] * node.kernel[1]
-        elif isinstance(node, LIF):
-            bound = 1.0
+    for name, bound in magnitudes(graph).items():
         if bound >= INT64_SAFE:
-            raise TargetError(f"layer {name!r}: worst-case synaptic sum {bound:.3g} does not fit the simulator's int64")
+            raise TargetError(f"layer {name!r}: worst-case synaptic sum {float(bound):.3g} does not fit the simulator's int64")
 
 
 # --- the API --------------------------------------------------------------------------------
@@ -258,6 +250,8 @@ def simulate(
         TargetError: x outside the target's input type; a layer with overflow policy
             ``error`` overflowed; a synaptic sum could exceed int64.
     """
+    if cuba_chain.is_current_based(graph):  # Xylo's neurons read their Linear themselves: their own chain loop
+        return cuba_chain.simulate(graph, _check_input(graph, x, timesteps, target), int(timesteps), record=record)
     layers, out_name = _layers(graph)
     check_int64_range(graph)
     x = _check_input(graph, x, timesteps, target)

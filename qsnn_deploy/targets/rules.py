@@ -24,8 +24,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from qsnn_deploy.analysis.bounds import intervals
 from qsnn_deploy.errors import GraphError, TargetError
-from qsnn_deploy.ir import LIF, Conv2d, Graph, Input, Linear, SumPool2d
+from qsnn_deploy.ir import LIF, Conv2d, CubaLIF, Graph, Input, Linear, SumPool2d
 from qsnn_deploy.targets import TargetProfile
 
 Rule = Callable[[Graph, TargetProfile], None]
@@ -112,8 +113,15 @@ def lif_state_matches_target(graph: Graph, target: TargetProfile) -> None:
 
 @_rule
 def lif_arithmetic_matches_target(graph: Graph, target: TargetProfile) -> None:
-    """Every LIF computes the target's neuron arithmetic (decay shift, rounding, overflow, comparison, reset)."""
-    problems = []
+    """Every LIF computes the target's neuron arithmetic (decay shift, rounding, overflow, comparison, reset).
+
+    A current-based CubaLIF is another neuron than these cores' LIF (Xylo's, see targets/xylo_rules.py).
+    """
+    problems = [
+        f"layer {name!r} is a current-based CubaLIF, target {target.name} computes plain LIF neurons"
+        for name, node in graph.nodes.items()
+        if isinstance(node, CubaLIF)
+    ]
     for name, node in _lifs(graph):
         for field, have, want in node.arithmetic.differences(target.arithmetic):
             if field != "state":  # lif_state_matches_target reports the state
@@ -179,43 +187,12 @@ def weight_memory_within_limit(graph: Graph, target: TargetProfile) -> None:
         raise TargetError(f"graph has {bits} weight bits ({target.weight.name}) > limit {limit}")
 
 
-def synaptic_sum_bounds(graph: Graph) -> dict[str, tuple[int, int]]:
-    """Worst-case [lo, hi] of every node's output values, from the Input type's range.
-
-    Exact integer interval arithmetic: a synaptic node's output channel o spans
-    [sum_i min(w * lo, w * hi), sum_i max(w * lo, w * hi)]; a sum pool multiplies by its
-    window; a LIF outputs [0, 1]. Conv padding adds zeros, so 0 joins the input interval.
-    """
-    bounds: dict[str, tuple[int, int]] = {}
-    for name in graph.topological_order():
-        node = graph.nodes[name]
-        preds = graph.predecessors(name)
-        lo, hi = bounds[preds[0]] if preds else (0, 0)
-        if isinstance(node, Input):
-            lo, hi = node.dtype.min, node.dtype.max
-        elif isinstance(node, (Conv2d, Linear)):
-            if isinstance(node, Conv2d) and any(node.padding):
-                lo, hi = min(lo, 0), max(hi, 0)  # padded zeros are inputs too
-            w = node.weight.values.reshape(node.weight.shape[0], -1)
-            # Python integers: exact for any weight type (int64 sums could overflow for 64-bit weights)
-            pos = np.where(w > 0, w, 0).astype(object).sum(axis=1)
-            neg = np.where(w < 0, w, 0).astype(object).sum(axis=1)
-            lo, hi = min(p * lo + n * hi for p, n in zip(pos, neg)), max(p * hi + n * lo for p, n in zip(pos, neg))
-        elif isinstance(node, SumPool2d):
-            k = node.kernel[0] * node.kernel[1]
-            lo, hi = lo * k, hi * k
-        elif isinstance(node, LIF):
-            lo, hi = 0, 1
-        bounds[name] = (lo, hi)
-    return bounds
-
-
 @_rule
 def accumulator_bound_fits(graph: Graph, target: TargetProfile) -> None:
     """Every worst-case synaptic sum (and partial sum before a pool) fits ``target.accumulator``."""
     acc = target.accumulator
     problems = []
-    for name, (lo, hi) in synaptic_sum_bounds(graph).items():
+    for name, (lo, hi) in intervals(graph).items():
         if isinstance(graph.nodes[name], (Conv2d, Linear, SumPool2d)) and (lo < acc.min or hi > acc.max):
             worst = hi if hi > acc.max else lo
             limit = acc.max if hi > acc.max else acc.min
@@ -230,7 +207,7 @@ def membrane_saturation_risks(graph: Graph, timesteps: int) -> list[str]:
     min(1 / (1 - decay), T) of a leaky integrator. Freeze chooses F so this fits unless the
     state is too narrow even for F = 0; then ``ovf`` will act on extreme inputs.
     """
-    bounds = synaptic_sum_bounds(graph)
+    bounds = intervals(graph)
     warnings = []
     for name, node in _lifs(graph):
         lo, hi = bounds[graph.predecessors(name)[0]]
@@ -281,4 +258,4 @@ def check_target(graph: Graph, target: TargetProfile, rules: list[Rule] | None =
         raise TargetError("; ".join(failures) if len(failures) > 1 else failures[0])
 
 
-__all__ = ["RULES", "Rule", "check_target", "check_target_report", "fan_in", "synaptic_sum_bounds", *[r.__name__ for r in RULES]]
+__all__ = ["RULES", "Rule", "check_target", "check_target_report", "fan_in", *[r.__name__ for r in RULES]]

@@ -35,6 +35,7 @@ import torch
 
 from qsnn_deploy.errors import QsnnError
 from qsnn_deploy.sim import lif as int_lif
+from qsnn_deploy.sim.driver import run_steps
 from qsnn_deploy.targets import TargetProfile, load_target
 from qsnn_deploy.training.lif_autograd import surrogate_backward
 
@@ -100,14 +101,14 @@ def _integer_lif(
         inner = int(np.prod(per_step[2:])) if len(per_step) > 2 else 1
         spk, v = fast_kernels.scan_recorded(sums.reshape(rows, -1), static, steps, p, per_step[1], inner)
         return spk.reshape(steps, *per_step), v.reshape(steps, *per_step)
-    state = int_lif.initial_state(per_step)
     spk = np.empty((steps, *per_step), np.float64)
     v_all = np.empty((steps, *per_step), np.float64)
-    a = sums.astype(np.int64)
-    for t in range(steps):
-        s, state = int_lif.step(a if static else a[t], state, p)
+
+    def record(t: int, s: np.ndarray, state: int_lif.LIFState) -> None:
         spk[t] = s
         v_all[t] = state.v
+
+    run_steps(int_lif.step, sums.astype(np.int64), int_lif.initial_state(per_step), p, steps, static=static, sink=record)
     return spk, v_all
 
 

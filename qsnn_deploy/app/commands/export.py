@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from qsnn_deploy.app.options import data_options, load_model, model_options, warn_saturation_risks
+from qsnn_deploy.app.options import check_limits, data_options, ignore_limits_option, load_model, model_options, warn_saturation_risks
 from qsnn_deploy.exporters import FORMATS
 from qsnn_deploy.exporters.nir_dialects import DIALECTS
 
@@ -28,8 +28,9 @@ from qsnn_deploy.exporters.nir_dialects import DIALECTS
 @data_options
 @click.option("--nir-dialect", type=click.Choice(list(DIALECTS)), default=None, help="NIR: the reader's conventions.  [default: norse]")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@ignore_limits_option
 def export(
-    model_path, target, timesteps, preset, trust_checkpoint, fmt, output, unroll, golden, data, data_dir, nir_dialect, force
+    model_path, target, timesteps, preset, trust_checkpoint, fmt, output, unroll, golden, data, data_dir, nir_dialect, force, ignore_limits
 ) -> None:
     """Export the frozen integer graph in one of the registered formats (see docs/formats.md)."""
     from qsnn_deploy.errors import OutputExistsError
@@ -40,6 +41,8 @@ def export(
         raise OutputExistsError(f"{output} exists; pass --force to overwrite it")
     dep = load_model(model_path, target, timesteps, preset, trust_checkpoint)
     warn_saturation_risks(dep)
+    if FORMATS[fmt].checks_target:
+        check_limits(dep, ignore_limits)
     golden_inputs = None
     if golden:
         from qsnn_deploy.app.loading import load_eval_data

@@ -25,8 +25,13 @@ def targets() -> None:
 
     for name in available_targets():
         t = load_target(name)
+        if t.arithmetic.current_based:
+            decay = f"synapse {t.synapse_state.name}, decay x - (x >> dash) or +-1 (dash <= {t.decay_shift}), <= {t.spike_cap} spikes/step"
+        else:
+            decay = f"decay >> {t.decay_shift} ({t.rounding})"
+        chip = f" [chip {t.chip}]" if t.chip else ""
         click.echo(
-            f"{t.name}: weights {t.weight.name}, inputs {t.input.name}, accumulator {t.accumulator.name}, "
-            f"state {t.state.name}, decay >> {t.decay_shift} ({t.rounding}), {t.overflow}, {t.compare}, {t.reset}/{t.reset_timing}"
+            f"{t.name}{chip}: weights {t.weight.name}, inputs {t.input.name}, accumulator {t.accumulator.name}, "
+            f"state {t.state.name}, {decay}, {t.overflow}, {t.compare}, {t.reset}/{t.reset_timing}"
         )
         click.echo(f"    {t.description}")

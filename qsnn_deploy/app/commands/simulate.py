@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from qsnn_deploy.app.options import backend_option, data_options, load_model, model_options
+from qsnn_deploy.app.options import backend_option, check_limits, data_options, ignore_limits_option, load_model, model_options
 
 
 @click.command()
@@ -17,15 +17,17 @@ from qsnn_deploy.app.options import backend_option, data_options, load_model, mo
 @backend_option
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the report as JSON.")
 @click.option("--quiet", is_flag=True)
-def simulate(model_path, target, timesteps, preset, trust_checkpoint, data, data_dir, limit, batch_size, backend, json_path, quiet) -> None:
+@ignore_limits_option
+def simulate(
+    model_path, target, timesteps, preset, trust_checkpoint, data, data_dir, limit, batch_size, backend, json_path, quiet, ignore_limits
+) -> None:
     """Bit-accurate integer simulation on a target: per-layer table and accuracy."""
     from qsnn_deploy.app.loading import load_eval_data
     from qsnn_deploy.app.reports import print_simulation, simulation_json, write_json
     from qsnn_deploy.sim import simulate_split
-    from qsnn_deploy.targets.rules import check_target
 
     dep = load_model(model_path, target, timesteps, preset, trust_checkpoint)
-    check_target(dep.graph, dep.target)
+    check_limits(dep, ignore_limits)
     split = load_eval_data(dep, data, data_dir, limit)
     report = simulate_split(
         dep.graph, split.x, split.y, dep.timesteps, batch_size=batch_size, backend=backend, target=dep.target, progress=not quiet

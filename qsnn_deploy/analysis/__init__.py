@@ -1,0 +1,1 @@
+"""Static analyses of the integer graph (no simulation): value bounds."""
