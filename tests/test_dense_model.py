@@ -130,6 +130,30 @@ def test_train_resume_and_checkpoint_round_trip(runner, tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(model(x), twin(x))  # ... until the checkpoint's weights are loaded
 
+    # fine-tuning through Xylo IMU's integer neuron: epoch 0 is the model as the chip runs it
+    ft = tmp_path / "ft"
+    res = runner.invoke(
+        cli,
+        [
+            "train",
+            "--finetune",
+            str(out / "last.pt"),
+            "--target",
+            "xylo-imu",
+            "--epochs",
+            "1",
+            "--data-dir",
+            str(data),
+            "--out",
+            str(ft),
+            "--quiet",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    history = json.loads((ft / "metrics.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert load_checkpoint(ft / "best.pt").metrics["target"] == "xylo-imu"
+
 
 # ----------------------------------------------------------------------------- freeze into Xylo's CubaLIF layers
 
