@@ -224,3 +224,13 @@ def test_freeze_refuses_what_xylo_cannot_compute() -> None:
         freeze(model, "xylo-imu")
     with pytest.raises(TargetError, match="no current-based neuron"):
         freeze(_preset_model(seed=3), "int4-core")
+
+
+def test_parity_reports_every_cubalif_layer() -> None:
+    from qsnn_deploy.app.parity import run_parity
+
+    model = _preset_model(seed=5)
+    x = np.random.default_rng(2).integers(0, 16, size=(6, 28, 16)).astype(np.uint8)
+    report = run_parity(model, freeze(model, "xylo-imu"), x, np.arange(6, dtype=np.int64), target=load_target("xylo-imu"), progress=False)
+    assert [lp.name for lp in report.layers] == ["lif1", "lif2"]
+    assert all(lp.spikes_float > 0 and lp.equal_neuron_steps / lp.neuron_steps > 0.88 for lp in report.layers)

@@ -103,11 +103,13 @@ def run_parity(
     import torch
     from tqdm import tqdm
 
+    from qsnn_deploy.ir import LIF, CubaLIF
     from qsnn_deploy.sim import SplitReport, simulate
     from qsnn_deploy.training.model import predict
 
     timesteps = model.config.timesteps
-    lif_names = [name for name, _ in graph.lif_layers()]
+    # every spiking layer in order: LIF nodes, or a current-based model's CubaLIF nodes
+    lif_names = [name for name, node in graph.chain() if isinstance(node, (LIF, CubaLIF))]
     shapes = graph.shapes()
     report = ParityReport(target=target.name, timesteps=timesteps)
     report.layers = [LayerParity(n, int(np.prod(shapes[n]))) for n in lif_names]
@@ -129,7 +131,7 @@ def run_parity(
         first_step = np.full(len(yb), timesteps, dtype=np.int64)
         first_layer = np.zeros(len(yb), dtype=np.int64)
         for li, (lp, name) in enumerate(zip(report.layers, lif_names)):
-            s_float = rec.spikes[li].numpy().reshape(timesteps, len(yb), -1).astype(np.uint8)
+            s_float = rec.spikes[li].numpy().reshape(timesteps, len(yb), -1).astype(np.uint8)  # counts up to 31 fit
             s_int = sim.spikes[name].reshape(timesteps, len(yb), -1)
             lp.spikes_float += int(s_float.sum())
             lp.spikes_int += int(s_int.sum())
