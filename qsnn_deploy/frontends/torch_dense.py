@@ -64,6 +64,38 @@ def _weight_shift(w: np.ndarray, a: float, theta: float, alpha: float, target: T
     return best
 
 
+def _layer_plans(model: Any, target: TargetProfile) -> list[tuple[np.ndarray, float, int, int]]:
+    """(integer weights, float current per unit ``a``, spike cap, weight shift) of every layer."""
+    cfg = model.config
+    n_layers = len(model.fcs)
+    layers = []
+    for k, fc in enumerate(model.fcs):
+        w, s = quantized_weights(fc, f"fc{k + 1}", target)
+        a = s * (cfg.input_scale if k == 0 else 1.0)
+        cap = 1 if k == n_layers - 1 else target.spike_cap
+        layers.append((w, a, cap, _weight_shift(w, a, cfg.threshold, cfg.alpha, target)))
+    if n_layers > 2:  # hidden layers 2.. are Xylo's recurrent population: one shift for all
+        shared = min(ws for _, _, _, ws in layers[1:-1])
+        layers = [(w, a, cap, shared if 0 < k < n_layers - 1 else ws) for k, (w, a, cap, ws) in enumerate(layers)]
+    return layers
+
+
+def _cuba_node(
+    n: int, theta: int, dashes: tuple[int, int], ws: int, cap: int, *, first: bool, delayed: bool, target: TargetProfile
+) -> CubaLIF:
+    """One layer's CubaLIF: shared threshold and decays, no bias, the chip's caps and hop delay."""
+    return CubaLIF(
+        threshold=IntTensor(np.full(n, theta), target.state),
+        bias=IntTensor(np.zeros(n, np.int64), target.state),
+        dash_syn=IntTensor(np.full(n, dashes[0]), DASH_TYPE),
+        dash_mem=IntTensor(np.full(n, dashes[1]), DASH_TYPE),
+        weight_shift=ws,
+        input_cap=int(target.limits.get("max_input_events", 0)) if first else target.spike_cap,
+        input_delay=int(delayed),
+        **{**target.arithmetic.fields(), "spike_cap": cap},
+    )
+
+
 def freeze_dense(model: Any, target: TargetProfile | str = "xylo-imu") -> Graph:
     """Freeze a :class:`~qsnn_deploy.training.model_dense.DenseSNN` for a Xylo target (module docstring).
 
@@ -79,46 +111,18 @@ def freeze_dense(model: Any, target: TargetProfile | str = "xylo-imu") -> Graph:
         raise TargetError(
             f"the model's hidden neurons fire up to {cfg.hidden_max_spikes} spikes a step, {target.name}'s {target.spike_cap}"
         )
-    dash_syn = shift_dash(cfg.alpha, "alpha", target)
-    dash_mem = shift_dash(cfg.beta, "beta", target)
-    n_layers = len(model.fcs)
-    layers = []
-    for k, fc in enumerate(model.fcs):
-        w, s = quantized_weights(fc, f"fc{k + 1}", target)
-        a = s * (cfg.input_scale if k == 0 else 1.0)
-        cap = 1 if k == n_layers - 1 else target.spike_cap
-        layers.append((w, a, cap, _weight_shift(w, a, cfg.threshold, cfg.alpha, target)))
-    if n_layers > 2:  # hidden layers 2.. are Xylo's recurrent population: one shift for all
-        shared = min(ws for _, _, _, ws in layers[1:-1])
-        layers = [(w, a, cap, shared if 0 < k < n_layers - 1 else ws) for k, (w, a, cap, ws) in enumerate(layers)]
+    dashes = (shift_dash(cfg.alpha, "alpha", target), shift_dash(cfg.beta, "beta", target))
     nodes: list[tuple[str, Any]] = [("input", Input(shape=(cfg.in_channels,), dtype=target.input, encoding="frames"))]
     meta = []
-    for k, (w, a, cap, ws) in enumerate(layers):
+    for k, (w, a, cap, ws) in enumerate(_layer_plans(model, target)):
         exact = cfg.threshold * cfg.alpha * 2.0**ws / a
         theta = int(round(exact))
         if theta < 1:
             raise TargetError(f"layer fc{k + 1}: the threshold rounds to {theta} at weight shift {ws} (weight scale too large)")
-        n = w.shape[0]
-        node = CubaLIF(
-            threshold=IntTensor(np.full(n, theta), target.state),
-            bias=IntTensor(np.zeros(n, np.int64), target.state),
-            dash_syn=IntTensor(np.full(n, dash_syn), DASH_TYPE),
-            dash_mem=IntTensor(np.full(n, dash_mem), DASH_TYPE),
-            weight_shift=ws,
-            input_cap=int(target.limits.get("max_input_events", 0)) if k == 0 else target.spike_cap,
-            input_delay=int(cfg.hop_delay and k > 0),
-            **{**target.arithmetic.fields(), "spike_cap": cap},
-        )
+        node = _cuba_node(w.shape[0], theta, dashes, ws, cap, first=k == 0, delayed=cfg.hop_delay and k > 0, target=target)
         nodes += [(f"fc{k + 1}", Linear(weight=IntTensor(w, target.weight))), (f"lif{k + 1}", node)]
-        meta.append(
-            {
-                "layer": f"fc{k + 1}",
-                "weight_scale": a,
-                "weight_shift": ws,
-                "threshold": theta,
-                "threshold_error": abs(theta - exact) / exact,
-            }
-        )
+        error = abs(theta - exact) / exact
+        meta.append({"layer": f"fc{k + 1}", "weight_scale": a, "weight_shift": ws, "threshold": theta, "threshold_error": error})
     nodes.append(("output", Output()))
     metadata = {
         "producer": "qsnn-deploy freeze",
