@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
 import json
@@ -316,3 +317,40 @@ def test_a_truncated_spike_raster_is_a_graph_error() -> None:
         jg.unpack_raster(text, 4, (5,))
     with pytest.raises(GraphError, match="base64"):
         jg.unpack_raster("not base64!", 3, (5,))
+
+
+def _decode_trace_as_documented(text: str, nbytes: int) -> list[int]:
+    # docs/formats.md: little-endian two's complement words of ceil(bits / 8) bytes, in order t * N + n
+    raw = base64.b64decode(text)
+    return [int.from_bytes(raw[i : i + nbytes], "little", signed=True) for i in range(0, len(raw), nbytes)]
+
+
+def test_golden_membrane_traces_decode_as_documented_and_explain_the_spikes(tmp_path: Path, simulator: Any) -> None:
+    from qsnn_deploy.exporters.golden import GoldenSource
+
+    graph = make_graph(3)
+    x = random_input(graph, 2, 3, T)
+    source = GoldenSource("synthetic", "test", (17, 4))
+    path = jg.export_graph_json(graph, tmp_path / "t.json", timesteps=T, golden=x, trace=True, golden_source=source)
+    doc = json.loads(path.read_text())
+    _, _, meta = jg.read_graph_json(path)
+    shapes = graph.shapes()
+    for i, sample in enumerate(doc["golden"]):
+        assert sample["source"] == {"dataset": "synthetic", "split": "test", "index": source.indices[i]}
+        for name, node in graph.lif_layers():
+            n = int(np.prod(shapes[name]))
+            values = _decode_trace_as_documented(sample["membrane_traces"][name], (node.state.bits + 7) // 8)
+            assert len(values) == T * n
+            v = np.array(values, dtype=np.int64).reshape(T, n)
+            assert np.array_equal(meta["golden"][i]["membrane_traces"][name].reshape(T, n), v)
+            spikes = meta["golden"][i]["spike_rasters"][name].reshape(T, n)
+            if node.reset_timing == "delayed":  # the membrane after step t is the one compared with the threshold
+                thr = np.broadcast_to(node.threshold.values.reshape(-1, *([1] * (len(shapes[name]) - 1))), shapes[name]).reshape(n)
+                fired = v > thr if node.compare == "gt" else v >= thr
+                assert np.array_equal(fired, spikes.astype(bool))
+            assert node.state.min <= v.min() and v.max() <= node.state.max
+
+
+def test_trace_is_refused_by_a_format_that_does_not_take_it(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="trace"):
+        export(make_graph(1), "onnx", tmp_path / "g.onnx", trace=True)

@@ -61,6 +61,7 @@ def test_limit_takes_the_same_images_as_fmnist(tmp_path: Path) -> None:
     images = load_split("fmnist", "train", data_dir=tmp_path, limit=4, seed=2)
     np.testing.assert_array_equal(rows.y, images.y)
     np.testing.assert_array_equal(rows.x, images_to_row_events(images.x[:, 0]))
+    np.testing.assert_array_equal(rows.sample_indices(), images.sample_indices())  # results name the same images
     (xb, yb), *_ = iterate_batches(rows, 3, shuffle=False)
     assert xb.shape == (3, 28, 16) and len(yb) == 3
 

@@ -113,15 +113,19 @@ def test_the_same_export_runs_on_xylo_audio2() -> None:
 def test_export_file_round_trips_into_xylosim_with_golden_vectors(tmp_path) -> None:
     graph = _edge_graph(11, [16, 20, 10])
     x = np.random.default_rng(5).integers(0, 16, size=(4, T, 16))
-    path = export_xylo(graph, tmp_path / "spec.npz", target="xylo-imu", timesteps=T, golden=x)
+    from qsnn_deploy.exporters.golden import GoldenSource
+
+    source = GoldenSource("fmnist-rows", "test", (5, 9, 2, 7))
+    path = export_xylo(graph, tmp_path / "spec.npz", target="xylo-imu", timesteps=T, golden=x, golden_source=source)
     with np.load(path) as data:
         keys = set(data.files)
     import inspect
 
     allowed = set(inspect.signature(xylosim_class("syns63300").from_specification).parameters)
-    assert keys - {"chip", "golden_input", "golden_output"} <= allowed
+    assert keys - {"chip", "golden_input", "golden_output", "golden_indices", "golden_dataset"} <= allowed
     chip, kwargs, golden = load_xylo_spec(path)
     assert chip == "syns63300" and golden["golden_input"].shape == (4, T, 16) and golden["golden_output"].shape == (4, T, 10)
+    assert golden["golden_indices"].tolist() == [5, 9, 2, 7] and str(golden["golden_dataset"]) == "fmnist-rows/test"
     sim = xylosim_class(chip).from_specification(**kwargs)
     for b in range(4):
         sim.reset_state()

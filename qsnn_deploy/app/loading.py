@@ -73,11 +73,16 @@ def with_timesteps(dep: Deployable, timesteps: int | None) -> Deployable:
     return dataclasses.replace(dep, timesteps=timesteps)
 
 
+def eval_data_name(dep: Deployable, data: str | None) -> str:
+    """The data set a command evaluates on: the one asked for, else the model's, else Fashion-MNIST."""
+    return data or dep.dataset or "fmnist"
+
+
 def load_eval_data(dep: Deployable, data: str | None, data_dir: str | Path | None, limit: int | None, seed: int = 0):
     """The test split of ``data`` (default: the model's data set, else Fashion-MNIST)."""
     from qsnn_deploy.data.loaders import load_split
 
-    name = data or dep.dataset or "fmnist"
+    name = eval_data_name(dep, data)
     if limit is not None and limit < 1:
         raise QsnnError(f"--limit must be >= 1, got {limit}")
     return load_split(name, "test", data_dir=data_dir, timesteps=dep.timesteps, limit=limit, seed=seed)

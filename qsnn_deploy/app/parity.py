@@ -88,6 +88,42 @@ class ParityReport:
         }
 
 
+def _compare_batch(
+    report: ParityReport, lif_names: list[str], float_spikes: list[np.ndarray], sim: Any, y: np.ndarray, float_pred: np.ndarray
+) -> None:
+    """Add one batch's comparison (accuracy, agreement, per-layer spikes, first divergence) to ``report``."""
+    timesteps, batch = report.timesteps, len(y)
+    report.samples += batch
+    report.float_correct += int((float_pred == y).sum())
+    report.int_correct += int((sim.predictions == y).sum())
+    report.agree += int((float_pred == sim.predictions).sum())
+    first_step = np.full(batch, timesteps, dtype=np.int64)
+    first_layer = np.zeros(batch, dtype=np.int64)
+    for li, (lp, name) in enumerate(zip(report.layers, lif_names)):
+        s_float = float_spikes[li].reshape(timesteps, batch, -1).astype(np.uint8)
+        s_int = sim.spikes[name].reshape(timesteps, batch, -1)
+        lp.spikes_float += int(s_float.sum())
+        lp.spikes_int += int(s_int.sum())
+        differ = s_float != s_int
+        lp.equal_neuron_steps += int(differ.size - differ.sum())
+        lp.neuron_steps += differ.size
+        step_differs = differ.any(axis=2)  # (T, B)
+        has = step_differs.any(axis=0)
+        steps = np.where(has, step_differs.argmax(axis=0), timesteps)
+        earlier = steps < first_step
+        first_layer[earlier] = li
+        first_step = np.minimum(first_step, steps)
+        if li == len(lif_names) - 1:
+            report.identical_outputs += int((~has).sum())
+    diverged = first_step < timesteps
+    report.diverged += int(diverged.sum())
+    if diverged.any():
+        order = np.lexsort((first_layer[diverged], first_step[diverged]))
+        cand = (int(first_step[diverged][order[0]]), int(first_layer[diverged][order[0]]))
+        if report.first_divergence is None or cand < report.first_divergence:
+            report.first_divergence = cand
+
+
 def run_parity(
     model: Any,
     graph: Any,
@@ -123,36 +159,7 @@ def run_parity(
         with torch.no_grad():
             rec = model(torch.from_numpy(np.ascontiguousarray(xb)), record=True)
         sim = simulate(graph, xb, timesteps, backend=backend, record=True, target=target)
-        float_pred = predict(rec.spikes[-1]).numpy()
-        report.samples += len(yb)
-        report.float_correct += int((float_pred == yb).sum())
-        report.int_correct += int((sim.predictions == yb).sum())
-        report.agree += int((float_pred == sim.predictions).sum())
-        first_step = np.full(len(yb), timesteps, dtype=np.int64)
-        first_layer = np.zeros(len(yb), dtype=np.int64)
-        for li, (lp, name) in enumerate(zip(report.layers, lif_names)):
-            s_float = rec.spikes[li].numpy().reshape(timesteps, len(yb), -1).astype(np.uint8)  # counts up to 31 fit
-            s_int = sim.spikes[name].reshape(timesteps, len(yb), -1)
-            lp.spikes_float += int(s_float.sum())
-            lp.spikes_int += int(s_int.sum())
-            differ = s_float != s_int
-            lp.equal_neuron_steps += int(differ.size - differ.sum())
-            lp.neuron_steps += differ.size
-            step_differs = differ.any(axis=2)  # (T, B)
-            has = step_differs.any(axis=0)
-            steps = np.where(has, step_differs.argmax(axis=0), timesteps)
-            earlier = steps < first_step
-            first_layer[earlier] = li
-            first_step = np.minimum(first_step, steps)
-            if li == len(lif_names) - 1:
-                report.identical_outputs += int((~has).sum())
-        diverged = first_step < timesteps
-        report.diverged += int(diverged.sum())
-        if diverged.any():
-            order = np.lexsort((first_layer[diverged], first_step[diverged]))
-            cand = (int(first_step[diverged][order[0]]), int(first_layer[diverged][order[0]]))
-            if report.first_divergence is None or cand < report.first_divergence:
-                report.first_divergence = cand
+        _compare_batch(report, lif_names, [s.numpy() for s in rec.spikes], sim, yb, predict(rec.spikes[-1]).numpy())
         sim_layers = sim.layers if sim_layers is None else [a.merged(b) for a, b in zip(sim_layers, sim.layers)]
         predictions.append(sim.predictions)
         counts.append(sim.counts)

@@ -188,7 +188,7 @@ def _load_dvs(split: str, data_dir: Path, timesteps: int, limit: int | None, see
         return data if idx is None else data.subset(idx)
     if idx is not None:  # frame only the requested subset; the full cache is built by a full load
         chosen = [order[i] for i in idx]
-        return Split(x=_frame_samples(ds, chosen, timesteps), y=labels[idx], num_classes=DVS_CLASSES, kind="frames")
+        return Split(x=_frame_samples(ds, chosen, timesteps), y=labels[idx], num_classes=DVS_CLASSES, kind="frames", indices=idx)
     log.info("framing %d DVS %s samples (T=%d); cached in %s", len(order), split, timesteps, cache)
     x = _frame_samples(ds, order, timesteps)
     _write_dvs_cache(cache, x, labels, names, sizes)

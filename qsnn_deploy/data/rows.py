@@ -48,4 +48,4 @@ def images_to_row_events(images: np.ndarray) -> np.ndarray:
 
 def to_row_events(static: Split) -> Split:
     """An ``fmnist`` split (static images ``(N, 1, 28, 28)``) as the ``fmnist-rows`` events split."""
-    return Split(x=images_to_row_events(static.x[:, 0]), y=static.y, num_classes=static.num_classes, kind="events")
+    return Split(x=images_to_row_events(static.x[:, 0]), y=static.y, num_classes=static.num_classes, kind="events", indices=static.indices)

@@ -31,12 +31,15 @@ class Split:
         y: Labels, ``int64`` ``(N,)`` in ``0..num_classes-1``.
         num_classes: Number of classes of the data set (not only those present in ``y``).
         kind: ``"static"``, ``"frames"`` or ``"events"``.
+        indices: Position of each sample in the whole split it was drawn from (``--limit``
+            picks a seeded subset), so a result can name the samples; None means ``0..N-1``.
     """
 
     x: np.ndarray
     y: np.ndarray
     num_classes: int
     kind: str
+    indices: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """Check shapes and dtypes so a malformed split fails here, not deep in training."""
@@ -52,6 +55,12 @@ class Split:
             raise DataError(f"split needs y of dtype int64 and shape ({len(self.x)},), got {self.y.dtype} {self.y.shape}")
         if self.num_classes < 1:
             raise DataError(f"num_classes must be >= 1, got {self.num_classes}")
+        if self.indices is not None and np.shape(self.indices) != (len(self.y),):
+            raise DataError(f"split indices must have shape ({len(self.y)},), got {np.shape(self.indices)}")
+
+    def sample_indices(self) -> np.ndarray:
+        """Position of every sample in the whole split (int64, length N)."""
+        return np.arange(len(self), dtype=np.int64) if self.indices is None else np.asarray(self.indices, dtype=np.int64)
 
     def __len__(self) -> int:
         """Return the number of samples."""
@@ -71,7 +80,7 @@ class Split:
             if index.size:  # an empty list arrives as float64
                 raise DataError(f"subset indices must be integers or a boolean mask, got {index.dtype}")
             index = index.astype(np.int64)
-        return Split(x=self.x[index], y=self.y[index], num_classes=self.num_classes, kind=self.kind)
+        return Split(x=self.x[index], y=self.y[index], num_classes=self.num_classes, kind=self.kind, indices=self.sample_indices()[index])
 
 
 def _limit_indices(n: int, limit: int | None, seed: int) -> np.ndarray | None:

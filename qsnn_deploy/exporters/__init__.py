@@ -20,7 +20,7 @@ from qsnn_deploy.errors import ExportError
 from qsnn_deploy.ir import Graph
 
 #: options every exporter may receive; they describe the graph's context, not a choice of the user
-CONTEXT_OPTIONS = frozenset({"target", "timesteps"})
+CONTEXT_OPTIONS = frozenset({"target", "timesteps", "golden_source"})
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,13 @@ FORMATS: dict[str, ExportFormat] = {
             "json_graph",
             "export_graph_json",
             ".graph.json",
-            (("target", "target"), ("timesteps", "timesteps"), ("golden", "golden")),
+            (
+                ("target", "target"),
+                ("timesteps", "timesteps"),
+                ("golden", "golden"),
+                ("trace", "trace"),
+                ("golden_source", "golden_source"),
+            ),
             summary="the integer graph + JSON Schema (hardware generators, testbenches)",
         ),
         ExportFormat(
@@ -98,7 +104,7 @@ FORMATS: dict[str, ExportFormat] = {
             "xylo_export",
             "export_xylo",
             ".xylo.npz",
-            (("target", "target"), ("timesteps", "timesteps"), ("golden", "golden")),
+            (("target", "target"), ("timesteps", "timesteps"), ("golden", "golden"), ("golden_source", "golden_source")),
             summary="SynSense Xylo: XyloSim.from_specification arguments (NPZ), optional golden spikes",
             checks_target=True,
         ),
@@ -116,7 +122,9 @@ def export(graph: Graph, fmt: str, path: str | os.PathLike[str], **options: Any)
         **options: ``target`` (profile or name) and ``timesteps`` (T) describe the graph and
             reach every writer that takes them; the rest are the user's choices and must be
             taken by the format: ``golden`` (input samples to store with their simulated
-            outputs), ``unroll`` (onnx/qonnx: all T steps in one graph), ``nir_dialect``
+            outputs), ``trace`` (golden samples carry membrane traces), ``golden_source``
+            (a :class:`~.golden.GoldenSource`: where the golden inputs came from), ``unroll``
+            (onnx/qonnx: all T steps in one graph), ``nir_dialect``
             (``"norse"`` or ``"snntorch"``), and whatever a format's entry lists.
 
     Raises:

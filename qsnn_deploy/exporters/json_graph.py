@@ -18,7 +18,6 @@ document is validated against the schema on the way out and on the way in.
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import os
@@ -29,15 +28,13 @@ from typing import Any
 import numpy as np
 
 from qsnn_deploy.atomic import write_text_atomic
-from qsnn_deploy.errors import ExportError, GraphError, QsnnError, TargetError
-from qsnn_deploy.ir import FORMAT, VERSION, CubaLIF, Graph, IntTensor
-from qsnn_deploy.ir.tensor import MAX_ELEMENTS
+from qsnn_deploy.errors import ExportError, GraphError, QsnnError
+from qsnn_deploy.exporters.golden import MAX_GOLDEN, GoldenSource, golden_samples, pack_raster, read_golden, unpack_raster  # noqa: F401
+from qsnn_deploy.ir import FORMAT, VERSION, Graph
 from qsnn_deploy.targets import TargetProfile, load_target
 
 #: largest document :func:`read_graph_json` reads (the IR's own limits bound what it builds)
 MAX_DOCUMENT_BYTES = 200 * 2**20
-#: most golden samples one document may carry
-MAX_GOLDEN = 10_000
 _ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, AttributeError)
 
 
@@ -67,7 +64,13 @@ def _schema_error(doc: Any) -> str | None:
 
 
 def to_graph_json(
-    graph: Graph, *, target: TargetProfile | str | None = None, timesteps: int | None = None, golden: np.ndarray | None = None
+    graph: Graph,
+    *,
+    target: TargetProfile | str | None = None,
+    timesteps: int | None = None,
+    golden: np.ndarray | None = None,
+    trace: bool = False,
+    golden_source: GoldenSource | None = None,
 ) -> dict[str, Any]:
     """The JSON document of ``graph`` as a dict (see the module docstring).
 
@@ -77,6 +80,8 @@ def to_graph_json(
         timesteps: T, the number of steps a sample runs for; required with ``golden``.
         golden: N input samples, (N, *input shape) for static inputs or (N, T, *input shape)
             for frames; their expected spike counts come from :func:`qsnn_deploy.sim.simulate`.
+        trace: golden samples also carry every LIF layer's membrane at every step.
+        golden_source: the data set, split and indices the golden inputs came from.
 
     Raises:
         ExportError: bad T or golden inputs, no simulator, or a document that fails the
@@ -94,7 +99,7 @@ def to_graph_json(
         "graph": graph.to_dict(),
         "target": profile.to_dict() if profile is not None else None,
         "timesteps": timesteps,
-        "golden": _golden(graph, golden, timesteps) if golden is not None else None,
+        "golden": golden_samples(graph, golden, timesteps, trace=trace, source=golden_source) if golden is not None else None,
     }
     problem = _schema_error(json.loads(_dumps(doc)))  # validate what a reader will see
     if problem:
@@ -116,76 +121,12 @@ def export_graph_json(
     target: TargetProfile | str | None = None,
     timesteps: int | None = None,
     golden: np.ndarray | None = None,
+    trace: bool = False,
+    golden_source: GoldenSource | None = None,
 ) -> Path:
     """Write :func:`to_graph_json` to ``path`` atomically; the same graph gives the same bytes."""
-    return write_text_atomic(path, _dumps(to_graph_json(graph, target=target, timesteps=timesteps, golden=golden)))
-
-
-def pack_raster(spikes: np.ndarray) -> str:
-    """One sample's (T, *shape) 0/1 spikes as base64 of their bits, MSB first (docs/formats.md).
-
-    Bit ``t * N + n`` (N neurons, n in C order) is the spike of neuron n at step t; the last
-    byte is padded with zero bits.
-    """
-    bits = np.asarray(spikes, dtype=np.uint8).reshape(-1)
-    return base64.b64encode(np.packbits(bits, bitorder="big").tobytes()).decode("ascii")
-
-
-def unpack_raster(text: str, timesteps: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of :func:`pack_raster`: (T, *shape) uint8 spikes.
-
-    Raises:
-        GraphError: the text is not base64 of exactly ceil(T * N / 8) bytes.
-    """
-    n = timesteps * int(np.prod(shape))
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (ValueError, TypeError) as exc:
-        raise GraphError(f"spike raster is not base64: {exc}") from None
-    if len(raw) != (n + 7) // 8:
-        raise GraphError(f"spike raster has {len(raw)} bytes, expected {(n + 7) // 8} for {timesteps} steps x {shape}")
-    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=n, bitorder="big")
-    return bits.reshape((timesteps, *shape))
-
-
-def _golden(graph: Graph, inputs: np.ndarray, timesteps: int | None) -> list[dict[str, Any]]:
-    """Golden samples: each input with the simulator's output and per-layer spike counts."""
-    if timesteps is None:
-        raise ExportError("golden vectors need timesteps")
-    if any(isinstance(n, CubaLIF) for n in graph.nodes.values()):
-        raise ExportError(
-            "json golden vectors hold 0/1 spike rasters; a current-based (CubaLIF) graph spikes up to 31 times a step: use --format xylo --golden N"
-        )
-    node = graph.input
-    x = np.asarray(inputs)
-    expect = node.shape if node.encoding == "static" else (timesteps, *node.shape)
-    if x.ndim != len(expect) + 1 or tuple(x.shape[1:]) != tuple(expect) or not 1 <= len(x) <= MAX_GOLDEN:
-        raise ExportError(f"golden inputs must be (N, {', '.join(map(str, expect))}) with 1 <= N <= {MAX_GOLDEN}, got {x.shape}")
-    if x.dtype.kind not in "iub" or not node.dtype.contains(x):
-        raise ExportError(f"golden inputs must be integers within the input type {node.dtype.name}")
-    try:
-        from qsnn_deploy.sim import simulate
-    except ImportError as exc:
-        raise ExportError(f"golden vectors need the simulator (qsnn_deploy.sim): {exc}") from None
-    try:
-        res = simulate(graph, x.astype(np.int64), timesteps, backend="reference", record=True)
-    except TargetError as exc:
-        # a membrane overflow under overflow="error" is the model not fitting its target, not an
-        # exporter limit: keep its class (exit status 6, docs/cli.md) and say where it happened
-        raise TargetError(f"golden vectors: {exc}"[:400]) from None
-    except QsnnError as exc:
-        raise ExportError(f"golden vectors: the simulation failed: {exc}"[:400]) from None
-    counts = np.asarray(res.counts)
-    layers = {name: np.asarray(v) for name, v in res.layer_spike_counts.items()}
-    return [
-        {
-            "input": IntTensor(x[i], node.dtype).to_dict(),
-            "output_counts": [int(c) for c in counts[i].ravel()],
-            "layer_spike_counts": {name: int(v[i]) for name, v in layers.items()},
-            "spike_rasters": {name: pack_raster(r[:, i]) for name, r in res.spikes.items()},
-        }
-        for i in range(len(x))
-    ]
+    doc = to_graph_json(graph, target=target, timesteps=timesteps, golden=golden, trace=trace, golden_source=golden_source)
+    return write_text_atomic(path, _dumps(doc))
 
 
 def read_graph_json(path: str | os.PathLike[str]) -> tuple[Graph, TargetProfile | None, dict[str, Any]]:
@@ -255,7 +196,7 @@ def from_document(doc: Any) -> tuple[Graph, TargetProfile | None, dict[str, Any]
             raise GraphError(f"graph document violates its schema at {problem}")
         graph = Graph.from_dict(doc["graph"])
         target = TargetProfile.from_dict(doc["target"]) if doc["target"] is not None else None
-        golden = _read_golden(graph, doc["golden"], doc["timesteps"]) if doc["golden"] is not None else None
+        golden = read_golden(graph, doc["golden"], doc["timesteps"]) if doc["golden"] is not None else None
     except GraphError:
         raise
     except QsnnError as exc:  # TargetError from the profile
@@ -264,48 +205,3 @@ def from_document(doc: Any) -> tuple[Graph, TargetProfile | None, dict[str, Any]
         raise GraphError(f"graph document is malformed: {type(exc).__name__}: {exc}"[:400]) from None
     meta = {"format": doc["format"], "version": doc["version"], "timesteps": doc["timesteps"], "golden": golden}
     return graph, target, meta
-
-
-def _read_golden(graph: Graph, samples: list[dict[str, Any]], timesteps: int | None) -> list[dict[str, Any]]:
-    """Golden samples as arrays, checked against the graph (shapes, names, count ranges)."""
-    if timesteps is None:
-        raise GraphError("golden vectors need timesteps")
-    if len(samples) > MAX_GOLDEN:
-        raise GraphError(f"more than {MAX_GOLDEN} golden samples")
-    node = graph.input
-    expect = node.shape if node.encoding == "static" else (timesteps, *node.shape)
-    shapes = graph.shapes()
-    lifs = {name: int(np.prod(shapes[name])) for name, _ in graph.lif_layers()}
-    out_name = next(n for n, v in graph.chain() if v.op == "Output")
-    n_out = int(np.prod(shapes[out_name]))
-    if n_out * timesteps > MAX_ELEMENTS * 64:
-        raise GraphError("golden counts exceed the limits")
-    out: list[dict[str, Any]] = []
-    for i, s in enumerate(samples):
-        x = IntTensor.from_dict(s["input"])  # checks the declared shape before allocating
-        if x.shape != tuple(expect) or x.dtype != node.dtype:
-            raise GraphError(f"golden[{i}].input must be {node.dtype.name} of shape {list(expect)}, got {x.dtype.name} {list(x.shape)}")
-        counts = s["output_counts"]
-        if len(counts) != n_out or max(counts, default=0) > timesteps:
-            raise GraphError(f"golden[{i}].output_counts must be {n_out} counts of at most T={timesteps}")
-        layer = s["layer_spike_counts"]
-        if set(layer) != set(lifs) or any(layer[k] > lifs[k] * timesteps for k in lifs):
-            raise GraphError(f"golden[{i}].layer_spike_counts must count the spikes of exactly the LIF layers {sorted(lifs)}"[:300])
-        sample = {"input": x.values.copy(), "output_counts": np.array(counts, dtype=np.int64), "layer_spike_counts": dict(layer)}
-        if "spike_rasters" in s:  # optional: absent in files written before it existed
-            sample["spike_rasters"] = _read_rasters(s["spike_rasters"], layer, shapes, timesteps, i)
-        out.append(sample)
-    return out
-
-
-def _read_rasters(rasters: dict[str, str], layer_counts: dict[str, int], shapes: dict, timesteps: int, i: int) -> dict[str, np.ndarray]:
-    """A sample's spike rasters as (T, *shape) arrays, each agreeing with its layer's spike count."""
-    if set(rasters) != set(layer_counts):
-        raise GraphError(f"golden[{i}].spike_rasters must hold exactly the LIF layers {sorted(layer_counts)}"[:300])
-    out = {name: unpack_raster(text, timesteps, shapes[name]) for name, text in rasters.items()}
-    for name, raster in out.items():
-        if int(raster.sum()) != layer_counts[name]:
-            raise GraphError(
-                f"golden[{i}].spike_rasters[{name!r}] has {int(raster.sum())} spikes, layer_spike_counts says {layer_counts[name]}"
-            )
-    return out

@@ -17,7 +17,8 @@ population (layer k at indices off_k .. off_k + N_k - 1), CubaLIF m is the outpu
 One synapse per neuron (the last axis of ``weights_in`` / ``weights_rec`` has size 1): Xylo
 IMU has one, Audio 2's second stays unused. With ``golden`` the file also holds
 ``golden_input`` (N, T, N_in) integer events and ``golden_output`` (N, T, N_out) output spikes
-per step from our simulator. Every other key is a keyword argument of ``from_specification``
+per step from our simulator (from the CLI also ``golden_indices`` and ``golden_dataset``, where the
+samples came from). Every other key is a keyword argument of ``from_specification``
 (:func:`load_xylo_spec` returns them ready to pass); ``aliases``, ``dt``, ``dash_syn_2``,
 ``verify_config`` and ``output_mode`` are left to their defaults.
 """
@@ -33,12 +34,13 @@ import numpy as np
 
 from qsnn_deploy.atomic import write_bytes_atomic
 from qsnn_deploy.errors import ExportError, GraphError
+from qsnn_deploy.exporters.golden import GoldenSource
 from qsnn_deploy.ir import Graph
 from qsnn_deploy.sim import cuba_chain
 from qsnn_deploy.targets import TargetProfile, load_target
 
 #: the keys that are not ``from_specification`` arguments
-EXTRA_KEYS = ("chip", "golden_input", "golden_output")
+EXTRA_KEYS = ("chip", "golden_input", "golden_output", "golden_indices", "golden_dataset")
 
 
 def to_xylo_spec(graph: Graph) -> dict[str, np.ndarray]:
@@ -103,6 +105,7 @@ def export_xylo(
     target: str | TargetProfile = "xylo-imu",
     timesteps: int | None = None,
     golden: np.ndarray | None = None,
+    golden_source: GoldenSource | None = None,
 ) -> Path:
     """Write :func:`to_xylo_spec` (plus ``chip`` and golden vectors) to ``path`` as an NPZ, atomically.
 
@@ -117,6 +120,9 @@ def export_xylo(
         if timesteps is None:
             raise ExportError("xylo export: golden vectors need the number of time steps")
         arrays["golden_input"], arrays["golden_output"] = golden_vectors(graph, golden, timesteps)
+        if golden_source is not None:  # where the samples came from, so a testbench can find them
+            arrays["golden_indices"] = np.asarray(golden_source.indices, np.int64)
+            arrays["golden_dataset"] = np.array(f"{golden_source.dataset}/{golden_source.split}")
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return write_bytes_atomic(path, buffer.getvalue())

@@ -42,6 +42,8 @@ class BackendRun(NamedTuple):
     accumulator_overflows: dict[str, int]
     #: LIF name -> (T, B, *shape) uint8 spikes, when recording
     spikes: dict[str, np.ndarray] | None
+    #: LIF name -> (T, B, *shape) int64 membrane V[t] after step t (after an immediate reset), when tracing
+    membranes: dict[str, np.ndarray] | None = None
 
 
 # --- integer layers -----------------------------------------------------------------------
@@ -99,7 +101,9 @@ def outside(a: np.ndarray, dtype: IntType) -> int:
 # --- the time loop --------------------------------------------------------------------------
 
 
-def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, accumulator: IntType | None = None) -> BackendRun:
+def run(
+    graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, accumulator: IntType | None = None, trace: bool = False
+) -> BackendRun:
     """Simulate one batch step by step.
 
     Args:
@@ -108,6 +112,7 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, ac
         timesteps: T.
         record: also return every LIF layer's spikes at every step.
         accumulator: count synaptic sums A outside this type (None: do not count).
+        trace: also return every LIF layer's membrane after every step.
 
     Raises:
         TargetError: a LIF layer with overflow policy ``error`` overflowed (names the step).
@@ -119,6 +124,7 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, ac
     counts = {n: np.zeros((batch, *shapes[n]), np.int64) for n in params}
     acc_over = dict.fromkeys(params, 0)
     spikes = {n: np.zeros((timesteps, batch, *shapes[n]), np.uint8) for n in params} if record else None
+    membranes = {n: np.zeros((timesteps, batch, *shapes[n]), np.int64) for n in params} if trace else None
 
     def chain_step(h: np.ndarray, states: dict[str, lif.LIFState], _: object) -> tuple[dict[str, np.ndarray], dict[str, lif.LIFState]]:
         # one time step through the whole chain; returns every LIF layer's spikes
@@ -133,18 +139,20 @@ def run(graph: Graph, x: np.ndarray, timesteps: int, *, record: bool = False, ac
             out[name] = h
         return out, new
 
-    def collect(t: int, out: dict[str, np.ndarray], _: object) -> None:
+    def collect(t: int, out: dict[str, np.ndarray], states: dict[str, lif.LIFState]) -> None:
         for name, s in out.items():
             counts[name] += s
             if spikes is not None:
                 spikes[name][t] = s
+            if membranes is not None:
+                membranes[name][t] = states[name].v
 
     initial = {n: lif.initial_state((batch, *shapes[n])) for n in params}
     static = graph.input.encoding == "static"
     inputs = x if static else x.swapaxes(0, 1)  # frames: (B, T, ...) -> per step (B, ...), a view
     states = run_steps(chain_step, inputs, initial, None, timesteps, static=static, sink=collect)
     saturations = {n: int(s.overflows.sum()) for n, s in states.items()}
-    return BackendRun(counts, saturations, acc_over, spikes)
+    return BackendRun(counts, saturations, acc_over, spikes, membranes)
 
 
 __all__ = ["BackendRun", "apply_node", "conv2d", "linear", "outside", "run", "sum_pool2d"]

@@ -83,6 +83,7 @@ class SimResult:
     layer_spike_counts: dict[str, np.ndarray]  # LIF name -> (B,) spikes per sample over T
     spikes: dict[str, np.ndarray] | None = None  # if record: LIF name -> (T, B, *shape) uint8
     backend: str = "reference"  # the backend that ran
+    membranes: dict[str, np.ndarray] | None = None  # if trace: LIF name -> (T, B, *shape) int64 V[t]
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,14 @@ def _backend(backend: str) -> Any:
 
 
 def simulate(
-    graph: Graph, x: np.ndarray, timesteps: int, *, backend: str = "auto", record: bool = False, target: TargetProfile | None = None
+    graph: Graph,
+    x: np.ndarray,
+    timesteps: int,
+    *,
+    backend: str = "auto",
+    record: bool = False,
+    target: TargetProfile | None = None,
+    trace: bool = False,
 ) -> SimResult:
     """Simulate a batch bit-exactly; every backend gives the same result.
 
@@ -239,6 +247,8 @@ def simulate(
         record: also return every LIF layer's spikes at every step, (T, B, *shape) uint8.
         target: if given, inputs must fit its input type and synaptic sums outside its
             accumulator type are counted (``LayerStats.accumulator_overflows``).
+        trace: also return every LIF layer's membrane V[t] after every step (after an
+            immediate reset), (T, B, *shape) int64; runs the reference backend.
 
     Returns:
         Output counts, predictions, per-layer statistics (module docstring) and spikes.
@@ -255,9 +265,10 @@ def simulate(
     layers, out_name = _layers(graph)
     check_int64_range(graph)
     x = _check_input(graph, x, timesteps, target)
-    module = _backend(backend)
+    module = reference if trace else _backend(backend)  # only the reference keeps every step's membranes
     acc = target.accumulator if target is not None else None
-    raw: reference.BackendRun = module.run(graph, x, int(timesteps), record=record, accumulator=acc)
+    extra = {"trace": True} if trace else {}
+    raw: reference.BackendRun = module.run(graph, x, int(timesteps), record=record, accumulator=acc, **extra)
     batch = x.shape[0]
     counts = raw.neuron_counts[out_name].reshape(batch, -1)
     stats = [_layer_stats(layer, raw, x, int(timesteps)) for layer in layers]
@@ -268,6 +279,7 @@ def simulate(
         layer_spike_counts={n: c.reshape(batch, -1).sum(axis=1) for n, c in raw.neuron_counts.items()},
         spikes=raw.spikes,
         backend=module.__name__.rsplit(".", 1)[-1],
+        membranes=raw.membranes,
     )
 
 

@@ -9,6 +9,10 @@ import click
 from qsnn_deploy.app.options import data_options
 from qsnn_deploy.training.config import SCHEDULES
 
+#: flags that override the model config and the training config, by field name
+MODEL_FLAGS = ("timesteps", "weight_bits")
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "schedule", "patience", "seed")
+
 
 @click.command()
 @click.option("--preset", default="fmnist-int4", show_default=True, help="Recipe of Table I (see `qsnn-deploy presets`).")
@@ -43,28 +47,7 @@ from qsnn_deploy.training.config import SCHEDULES
     "up to --epochs (the epoch early stopping chose); best.pt is then the last epoch.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(
-    preset,
-    out_dir,
-    epochs,
-    timesteps,
-    batch_size,
-    lr,
-    schedule,
-    patience,
-    weight_bits,
-    limit_train,
-    limit_test,
-    seed,
-    data,
-    data_dir,
-    resume,
-    force,
-    finetune_from,
-    target,
-    refit_from,
-    quiet,
-) -> None:
+def train(preset, out_dir, finetune_from, refit_from, target, data, quiet, **flags) -> None:
     """Train a QSNN with the paper's QAT recipe (resumable), or fine-tune one for a target.
 
     With --finetune MODEL the run starts from MODEL and trains through the target's integer
@@ -81,38 +64,26 @@ def train(
 
     if target is not None and finetune_from is None:
         raise click.BadParameter("--target is the target of --finetune; pass --finetune MODEL too", param_hint="--target")
-    if refit_from is not None and epochs is None:
+    if refit_from is not None and flags["epochs"] is None:
         raise click.BadParameter("give --epochs, the epoch to refit up to (the one early stopping chose)", param_hint="--refit-from")
     recipe = resolve_recipe(
         preset,
         finetune_from=load_checkpoint(finetune_from) if finetune_from is not None else None,
         refit_from=load_checkpoint(refit_from) if refit_from is not None else None,
         target=target,
-        model_changes={"timesteps": timesteps, "weight_bits": weight_bits},
-        train_changes={
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "schedule": schedule,
-            "patience": patience,
-            "seed": seed,
-            "dataset": data,
-        },
+        model_changes={k: flags.pop(k) for k in MODEL_FLAGS},
+        train_changes={**{k: flags.pop(k) for k in TRAIN_FLAGS}, "dataset": data},
     )
     result = run_train(
         recipe.model,
         recipe.train,
         out_dir,
         preset=recipe.preset,
-        data_dir=data_dir,
-        limit_train=limit_train,
-        limit_test=limit_test,
-        resume=resume,
-        force=force,
         progress=not quiet,
         init_from=recipe.init_from,
         target=recipe.target,
         refit_from=recipe.refit_from,
+        **flags,  # data_dir, limit_train, limit_test, resume, force
     )
     click.echo(describe_result(result))
 
