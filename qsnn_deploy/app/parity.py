@@ -147,11 +147,13 @@ def run_parity(
     import torch
     from tqdm import tqdm
 
+    from qsnn_deploy.ir import LIF, CubaLIF
     from qsnn_deploy.sim import SplitReport, simulate
     from qsnn_deploy.training.model import predict
 
     timesteps = model.config.timesteps
-    lif_names = [name for name, _ in graph.lif_layers()]
+    # every spiking layer in order: LIF nodes, or a current-based model's CubaLIF nodes
+    lif_names = [name for name, node in graph.chain() if isinstance(node, (LIF, CubaLIF))]
     shapes = graph.shapes()
     report = ParityReport(target=target.name, timesteps=timesteps, requested=requested)
     report.layers = [LayerParity(n, int(np.prod(shapes[n]))) for n in lif_names]

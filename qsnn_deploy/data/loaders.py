@@ -8,6 +8,7 @@ Array conventions (see :class:`Split`):
 
 * static images: ``uint8`` ``(N, C, H, W)`` raw pixels 0..255 (the model scales them);
 * event frames: ``uint16`` ``(N, T, C, H, W)`` event counts per time bin and polarity;
+* per-step events: ``uint8`` ``(N, T, C)`` events per input channel and step (``fmnist-rows``);
 * labels: ``int64`` ``(N,)``.
 
 Nothing here downloads anything: a missing data set is a :class:`DataError` telling the
@@ -43,6 +44,7 @@ from qsnn_deploy.data.idx import (  # noqa: F401
     _load_idx_split,
     read_idx,
 )
+from qsnn_deploy.data.rows import to_row_events
 from qsnn_deploy.data.sequence_tasks import SEQUENCE_TASKS, load_sequence_task
 from qsnn_deploy.data.split import _VAL_SALT, KINDS, Split, _limit_indices  # noqa: F401
 from qsnn_deploy.data.synthetic import (  # noqa: F401
@@ -63,7 +65,7 @@ DEFAULT_DIRS: dict[str, Path] = {
 }
 
 #: every name :func:`load_split` accepts
-DATASET_NAMES: tuple[str, ...] = ("fmnist", "mnist", "dvs", "synthetic", "synthetic-frames", *SEQUENCE_TASKS)
+DATASET_NAMES: tuple[str, ...] = ("fmnist", "fmnist-rows", "mnist", "dvs", "synthetic", "synthetic-frames", *SEQUENCE_TASKS)
 SPLITS: tuple[str, ...] = ("train", "test")
 
 
@@ -82,14 +84,18 @@ def load_split(
     """Load one split of a data set as NumPy arrays.
 
     Args:
-        name: ``"fmnist"``, ``"mnist"``, ``"dvs"``, ``"synthetic"``, ``"synthetic-frames"``, or a
-            sequence task of :mod:`.sequence_tasks` (``first-last-xor``, ``base-addition``, ``seq-fmnist``).
+        name: ``"fmnist"``, ``"fmnist-rows"`` (Fashion-MNIST row by row as 16-channel events,
+            :mod:`qsnn_deploy.data.rows`), ``"mnist"``, ``"dvs"``, ``"synthetic"``,
+            ``"synthetic-frames"``, or a sequence task of :mod:`.sequence_tasks`
+            (``first-last-xor``, ``base-addition``, ``seq-fmnist``).
         split: ``"train"`` or ``"test"``.
-        data_dir: Folder holding the data; ``None`` uses :data:`DEFAULT_DIRS`. For ``dvs``
+        data_dir: Folder holding the data; ``None`` uses :data:`DEFAULT_DIRS` (``fmnist-rows``
+            reads the ``fmnist`` files). For ``dvs``
             this is tonic's ``save_to`` folder (the one containing ``DVSGesture/``); the
             ``DVSGesture`` folder itself is accepted too. Ignored for synthetic data.
         timesteps: Number of frames kept per sample (``dvs``, ``synthetic-frames``), the sequence
-            length of ``first-last-xor`` (6..14) and ``base-addition``; ``seq-fmnist`` needs 28.
+            length of ``first-last-xor`` (6..14) and ``base-addition``; ``seq-fmnist`` needs 28;
+            ``fmnist-rows`` always has 28 (one per image row).
         limit: Keep a seeded random subset of at most this many samples (in index order).
         seed: Seed of the ``limit`` subset and of synthetic data.
 
@@ -103,6 +109,9 @@ def load_split(
     if name in TORCHVISION_FOLDERS:
         data = _load_idx_split(name, split, _resolve_dir(name, data_dir))
         return _apply_limit(data, limit, seed)
+    if name == "fmnist-rows":
+        # the limit is applied to the images first, so the subset is the same images as fmnist's
+        return to_row_events(_apply_limit(_load_idx_split("fmnist", split, _resolve_dir("fmnist", data_dir)), limit, seed))
     if name == "dvs":
         return _load_dvs(split, _resolve_dir(name, data_dir), timesteps, limit, seed)
     if name == "synthetic":

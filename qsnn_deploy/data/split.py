@@ -12,7 +12,9 @@ import numpy as np
 
 from qsnn_deploy.errors import DataError
 
-KINDS: tuple[str, ...] = ("static", "frames")
+KINDS: tuple[str, ...] = ("static", "frames", "events")
+#: (dtype, ndim) of ``x`` per kind
+_X_LAYOUT = {"static": (np.uint8, 4), "frames": (np.uint16, 5), "events": (np.uint8, 3)}
 # salts so that limit, validation split and synthetic data draw independent streams
 _LIMIT_SALT = 0x11A1
 _VAL_SALT = 0x7A1
@@ -24,10 +26,11 @@ class Split:
 
     Attributes:
         x: Static images ``uint8`` ``(N, C, H, W)`` (raw pixels 0..255), or event frames
-            ``uint16`` ``(N, T, C, H, W)`` (event counts per time bin).
+            ``uint16`` ``(N, T, C, H, W)`` (event counts per time bin), or per-step input
+            events ``uint8`` ``(N, T, C)`` (events per channel per step, e.g. ``fmnist-rows``).
         y: Labels, ``int64`` ``(N,)`` in ``0..num_classes-1``.
         num_classes: Number of classes of the data set (not only those present in ``y``).
-        kind: ``"static"`` or ``"frames"``.
+        kind: ``"static"``, ``"frames"`` or ``"events"``.
         indices: Position of each sample in the whole split it was drawn from (``--limit``
             picks a seeded subset), so a result can name the samples; None means ``0..N-1``.
     """
@@ -42,7 +45,7 @@ class Split:
         """Check shapes and dtypes so a malformed split fails here, not deep in training."""
         if self.kind not in KINDS:
             raise DataError(f"split kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        want_dtype, want_ndim = (np.uint8, 4) if self.kind == "static" else (np.uint16, 5)
+        want_dtype, want_ndim = _X_LAYOUT[self.kind]
         if self.x.dtype != want_dtype or self.x.ndim != want_ndim:
             raise DataError(
                 f"{self.kind} split needs x of dtype {np.dtype(want_dtype).name} with {want_ndim} dims, "

@@ -41,7 +41,7 @@ from qsnn_deploy.targets import TargetProfile, load_target
 MAX_FRACTION_BITS = 40
 
 
-def _layer_weights(layer: Any, name: str, target: TargetProfile) -> tuple[np.ndarray, float]:
+def quantized_weights(layer: Any, name: str, target: TargetProfile) -> tuple[np.ndarray, float]:
     """Integer weights and per-tensor scale of a Brevitas layer, checked against the target."""
     if not hasattr(layer, "quant_weight"):
         raise TargetError(f"layer {name!r} has float weights; freeze needs a QAT model with weight bits <= {target.weight.bits}")
@@ -102,6 +102,8 @@ def _lif_node(name: str, a: np.ndarray, b: np.ndarray, theta: float, beta: float
 def freeze(model: Any, target: TargetProfile | str = "int4-core", *, fraction_bits: int | None = None) -> Graph:
     """Freeze a QSNN (``qsnn_deploy.training.model.QSNN``) into the integer graph of ``target``.
 
+    A dense current-based model (``kind="dense"``) goes to :func:`~qsnn_deploy.frontends.torch_dense.freeze_dense`.
+
     Args:
         model: the trained QAT model (its eval-mode BN statistics are used).
         target: a :class:`TargetProfile` or the name of a built-in one.
@@ -113,6 +115,10 @@ def freeze(model: Any, target: TargetProfile | str = "int4-core", *, fraction_bi
     """
     target = load_target(target)
     cfg = model.config
+    if cfg.kind == "dense":  # the current-based dense SNN freezes into CubaLIF layers
+        from qsnn_deploy.frontends.torch_dense import freeze_dense
+
+        return freeze_dense(model, target)
     nodes: list[tuple[str, Any]] = [
         ("input", Input(shape=(cfg.in_channels, cfg.input_size, cfg.input_size), dtype=target.input, encoding=cfg.input_kind))
     ]
@@ -168,14 +174,14 @@ def layer_folds(model: Any, target: TargetProfile | str = "int4-core") -> list[L
     folds = []
     for i, conv in enumerate(model.convs):
         name = f"conv{i + 1}"
-        w, s = _layer_weights(conv, name, target)
+        w, s = quantized_weights(conv, name, target)
         bn = model.bns[i] if model.bns is not None else None
         a, b = _affine(bn, s * quantum / 4.0, w.shape[0])
         w = _flip_negative(w, a, name)
         a_max = float(weight_gain(w)) * x_max * 4  # the 2x2 sum pool after the conv
         folds.append(LayerFold(name, w, s, quantum, np.abs(a), b, a_max))
         x_max, quantum = 1.0, 1.0  # later layers see 0/1 spikes
-    w, s = _layer_weights(model.fc, "fc", target)
+    w, s = quantized_weights(model.fc, "fc", target)
     a, b = _affine(None, s * quantum, w.shape[0])
     if model.fc.bias is not None:  # the reference's float fc1: I = a A + bias, b is the bias itself
         b = model.fc.bias.detach().double().cpu().numpy()

@@ -227,10 +227,10 @@ def check_finite(state_dict: dict[str, Any], where: str | Path) -> None:
 
 
 def build_model(ckpt: Checkpoint):
-    """Rebuild the QSNN of ``ckpt`` with its weights, in eval mode."""
-    from qsnn_deploy.training.model import QSNN
+    """Rebuild the network of ``ckpt`` (conv QSNN or dense SNN) with its weights, in eval mode."""
+    from qsnn_deploy.training.model import build_network
 
-    model = QSNN(ckpt.model_config)
+    model = build_network(ckpt.model_config)
     expected = {k for k in model.state_dict() if not _TRANSIENT.match(k)}
     given = set(ckpt.state_dict)
     missing = sorted(k for k in expected - given if k.endswith(("weight", "bias", "running_mean", "running_var")))

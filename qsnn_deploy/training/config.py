@@ -18,12 +18,25 @@ from qsnn_deploy.errors import CheckpointError, QsnnError
 SCHEDULES = ("none", "step", "loss-step", "cosine")
 #: data sets a run may train on: the data layer's registry
 DATASETS = DATASET_NAMES
+#: network kinds: the conv QSNN of the paper (training/model.py) and the dense current-based
+#: SNN for Xylo (training/model_dense.py)
+MODEL_KINDS = ("conv", "dense")
+#: what a model's input is: one image at every step, one event frame (C, H, W) per step, or
+#: one vector of per-channel event counts (C,) per step
+INPUT_KINDS = ("static", "frames", "events")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture and neuron parameters of the QSNN (everything needed to rebuild it)."""
+    """Architecture and neuron parameters of the QSNN (everything needed to rebuild it).
 
+    ``kind="conv"`` is the paper's conv net (``conv_channels``, ``kernel_size``, ``batch_norm``,
+    snnTorch ``Leaky``); ``kind="dense"`` is a dense net ``in_channels -> hidden... ->
+    num_classes`` of snnTorch ``Synaptic`` neurons (``alpha``, ``beta``, ``hop_delay``), whose
+    conv fields are ignored.
+    """
+
+    kind: str = "conv"
     in_channels: int = 1
     input_size: int = 28
     conv_channels: tuple[int, ...] = (16, 64)
@@ -44,8 +57,17 @@ class ModelConfig:
     #: the dense layer adds a float bias (the reference code's float ``fc1``; frozen into the
     #: integer bias of the last LIF layer)
     fc_bias: bool = False
-    #: "static": the same image at every step; "frames": one input frame per step (DVS)
+    #: "static": the same image at every step; "frames": one input frame per step (DVS);
+    #: "events": one vector of ``in_channels`` event counts per step (dense models)
     input_kind: str = "static"
+    #: dense models: hidden layer widths
+    hidden: tuple[int, ...] = ()
+    #: dense models: synaptic current decay per step (snnTorch Synaptic's alpha)
+    alpha: float = 0.0
+    #: dense models: spikes of a hidden layer reach the next layer one step later, as on Xylo
+    hop_delay: bool = True
+    #: dense models: most spikes a hidden neuron emits in one step (Xylo: 31; outputs: 1)
+    hidden_max_spikes: int = 31
 
     def __post_init__(self) -> None:
         if not (2 <= self.weight_bits <= 8 or self.weight_bits == 32):
@@ -58,12 +80,26 @@ class ModelConfig:
             raise QsnnError(f"threshold must be positive, got {self.threshold}")
         if not 0.0 <= self.dropout < 1.0:
             raise QsnnError(f"dropout must lie in [0, 1), got {self.dropout}")
-        if self.input_kind not in ("static", "frames"):
-            raise QsnnError(f"input_kind must be 'static' or 'frames', got {self.input_kind!r}")
+        if self.kind not in MODEL_KINDS:
+            raise QsnnError(f"model kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
+        if self.input_kind not in INPUT_KINDS:
+            raise QsnnError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {self.input_kind!r}")
         if not (math.isfinite(self.input_divisor) and self.input_divisor > 0):
             raise QsnnError(f"input_divisor must be a positive finite number, got {self.input_divisor}")
-        if self.feature_size < 1:
+        if self.kind == "dense":
+            self._check_dense()
+        elif self.feature_size < 1:
             raise QsnnError(f"input_size {self.input_size} is too small for {len(self.conv_channels)} conv+pool layers")
+
+    def _check_dense(self) -> None:
+        if self.input_kind != "events":
+            raise QsnnError(f"a dense model takes per-step event vectors (input_kind 'events'), got {self.input_kind!r}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise QsnnError(f"a dense model needs at least one hidden layer of >= 1 neurons, got hidden={self.hidden}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise QsnnError(f"alpha must lie in [0, 1], got {self.alpha}")
+        if self.hidden_max_spikes < 1:
+            raise QsnnError(f"hidden_max_spikes must be >= 1, got {self.hidden_max_spikes}")
 
     @property
     def input_quantum(self) -> float:
@@ -101,8 +137,9 @@ class ModelConfig:
             if not (isinstance(scale, (int, float)) and scale > 0):
                 raise CheckpointError(f"model config has a bad input_scale {scale!r}")
             values.setdefault("input_divisor", float(round(1.0 / scale, 9)))
-        if "conv_channels" in values:
-            values["conv_channels"] = tuple(int(c) for c in values["conv_channels"])
+        for key in ("conv_channels", "hidden"):
+            if key in values:
+                values[key] = tuple(int(c) for c in values[key])
         try:
             return cls(**values)
         except TypeError as exc:
@@ -164,6 +201,14 @@ class Preset:
 
 
 _MNIST = dict(in_channels=1, input_size=28, conv_channels=(16, 64), num_classes=10)
+#: alpha = 1 - 2^-2, beta = 1 - 2^-4: exactly Xylo's shift decays with dash_syn = 2, dash_mem = 4.
+#: 128 hidden neurons: Xylo IMU's input weights reach hidden neurons 0..127 only and its readout
+#: leaves the last 128 (targets/xylo-imu.json), so one hidden layer holds at most 128.
+#: input_divisor 15 (events 0..15 -> 0..1): the threshold (1) is then ~1,400 integer units on the
+#: chip (int8 weights, weight clip 1), leaving the int16 membrane room for ~23 thresholds; a
+#: weaker drive (1/60) trained no better in 2-epoch trials and needs thresholds of ~5,700 units,
+#: so a neuron saturates its membrane before it fires 6 spikes in a step.
+_XYLO_ROWS = dict(kind="dense", in_channels=16, hidden=(128,), num_classes=10, timesteps=28, input_kind="events", input_divisor=15.0)
 _DVS = dict(in_channels=2, input_size=32, conv_channels=(16, 32), num_classes=11, input_kind="frames", input_divisor=1.0)
 
 #: Table I of Eshraghian et al. 2022; fmnist values to the reference code's precision.
@@ -206,6 +251,14 @@ PRESETS: dict[str, Preset] = {
             TrainConfig(dataset="dvs", lr=2.4e-3, batch_size=16, grad_clip=False, weight_clip=True),
             "Table I DVS128 flt32",
         ),
+        Preset(
+            "fmnist-rows-xylo",
+            ModelConfig(**_XYLO_ROWS, weight_bits=8, alpha=0.75, beta=0.9375, threshold=1.0, slope=5.0, batch_norm=False, dropout=0.0),
+            TrainConfig(
+                dataset="fmnist-rows", epochs=100, lr=5.0e-3, batch_size=128, cosine_period_epochs=100, grad_clip=True, weight_clip=True
+            ),
+            "dense Synaptic SNN for Xylo IMU: Fashion-MNIST rows (T=28, 16 channels), 16-128-10, int8 weights",
+        ),
     ]
 }
 
@@ -222,4 +275,15 @@ def override(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
 
 
-__all__ = ["ModelConfig", "TrainConfig", "Preset", "PRESETS", "get_preset", "override", "SCHEDULES", "DATASETS"]
+__all__ = [
+    "MODEL_KINDS",
+    "INPUT_KINDS",
+    "ModelConfig",
+    "TrainConfig",
+    "Preset",
+    "PRESETS",
+    "get_preset",
+    "override",
+    "SCHEDULES",
+    "DATASETS",
+]

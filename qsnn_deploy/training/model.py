@@ -42,10 +42,15 @@ from qsnn_deploy.training.lif_autograd import dropout, lif_sequence
 
 @dataclass
 class ForwardRecord:
-    """Per-layer spikes and membranes, each (T, B, ...) in layer order (conv..., dense)."""
+    """Per-layer spikes and membranes, each (T, B, ...) in layer order (conv..., dense).
+
+    Current-based models (:mod:`qsnn_deploy.training.model_dense`) also record each layer's
+    synaptic current; ``synaptic`` is None for the conv QSNN.
+    """
 
     spikes: list[torch.Tensor]
     membranes: list[torch.Tensor]
+    synaptic: list[torch.Tensor] | None = None
 
 
 def _make_conv(cfg: ModelConfig, cin: int, cout: int) -> nn.Module:
@@ -56,7 +61,7 @@ def _make_conv(cfg: ModelConfig, cin: int, cout: int) -> nn.Module:
     return nn.Conv2d(cin, cout, cfg.kernel_size, bias=False)
 
 
-def _make_linear(cfg: ModelConfig, fin: int, fout: int) -> nn.Module:
+def make_linear(cfg: ModelConfig, fin: int, fout: int) -> nn.Module:
     if cfg.quantized:
         import brevitas.nn as qnn
 
@@ -87,7 +92,7 @@ class QSNN(nn.Module):
         chans = (config.in_channels, *config.conv_channels)
         self.convs = nn.ModuleList(_make_conv(config, a, b) for a, b in zip(chans[:-1], chans[1:]))
         self.bns = nn.ModuleList(nn.BatchNorm2d(c) for c in config.conv_channels) if config.batch_norm else None
-        self.fc = _make_linear(config, config.dense_in, config.num_classes)
+        self.fc = make_linear(config, config.dense_in, config.num_classes)
         self.dropout = nn.Dropout(config.dropout)
         self.lifs = nn.ModuleList(_make_leaky(config) for _ in range(len(config.conv_channels) + 1))
         # qsnn_deploy.training.finetune.TargetArithmetic: run the LIF layers as a target core does (None: float)
@@ -260,6 +265,15 @@ class QSNN(nn.Module):
         """Weight clipping of the reference recipe (after each optimiser step)."""
         for p in self.parameters():
             p.clamp_(low, high)
+
+
+def build_network(config: ModelConfig) -> nn.Module:
+    """The network of ``config.kind``: the conv :class:`QSNN` or the dense current-based SNN."""
+    if config.kind == "dense":
+        from qsnn_deploy.training.model_dense import DenseSNN
+
+        return DenseSNN(config)
+    return QSNN(config)
 
 
 def predict(spikes: torch.Tensor) -> torch.Tensor:

@@ -138,17 +138,17 @@ class _Run:
         import snntorch.functional as SF
         import torch
 
-        from qsnn_deploy.training.finetune import TargetArithmetic
-        from qsnn_deploy.training.model import QSNN
+        from qsnn_deploy.training.finetune_dense import target_arithmetic_for
+        from qsnn_deploy.training.model import build_network
 
         self.plan, self.out, self.progress = plan, out, progress
         self.cfg, self.tcfg, self.target = plan.model_cfg, plan.train_cfg, plan.target
         self.train_split, self.val_split, self.test_split = splits
-        self.model = QSNN(self.cfg)
+        self.model = build_network(self.cfg)
         if init_from is not None and plan.prev is None:
             self.model.load_state_dict(init_from.state_dict, strict=False)
         if self.target is not None:
-            self.model.target_arithmetic = TargetArithmetic(self.target)
+            self.model.target_arithmetic = target_arithmetic_for(self.model, self.target)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.tcfg.lr, betas=self.tcfg.adam_betas)
         self.loss_fn = SF.mse_count_loss(correct_rate=self.tcfg.correct_rate, incorrect_rate=self.tcfg.incorrect_rate)
         self.iters_per_epoch = math.ceil(len(self.train_split) / self.tcfg.batch_size)
