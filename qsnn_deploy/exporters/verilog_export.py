@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from qsnn_deploy.analysis.bounds import intervals
 from qsnn_deploy.atomic import atomic_directory
 from qsnn_deploy.errors import ExportError
 from qsnn_deploy.exporters._verilog_top import core_verilog, up5k_top_verilog
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Output, SumPool2d
-from qsnn_deploy.targets.rules import synaptic_sum_bounds
 
 #: files copied verbatim from verilog_templates/ into every export
 TEMPLATE_FILES = ("qsnn_layer.v", "test_qsnn.py", "Makefile", "synth_report.py", "verilator_main.cpp")
@@ -113,7 +113,7 @@ def plan_layers(graph: Graph) -> list[LayerPlan]:
     Raises:
         ExportError: a layer the core does not implement (see the module docstring).
     """
-    shapes, bounds = graph.shapes(), synaptic_sum_bounds(graph)
+    shapes, bounds = graph.shapes(), intervals(graph)
     inp = graph.input
     prev_shape, val_bits, val_signed = _map3(inp.shape), inp.dtype.bits, inp.dtype.signed
     static = inp.encoding == "static"
