@@ -86,6 +86,13 @@ def read_graph(path: str | os.PathLike[str]) -> Any:
     return read_graph_json(path)[0]
 
 
+def load_xylo_spec(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(chip, ``XyloSim.from_specification`` keyword arguments, golden arrays) of a ``--format xylo`` NPZ."""
+    from qsnn_deploy.exporters.xylo_export import load_xylo_spec as _load
+
+    return _load(path)
+
+
 def simulate(graph: Any, x: Any, timesteps: int, **options: Any) -> Any:
     """Bit-accurate integer simulation of ``graph`` on uint8 images / event frames ``x``.
 
@@ -130,6 +137,7 @@ __all__ = [
     "export_formats",
     "freeze",
     "load_model",
+    "load_xylo_spec",
     "load_target",
     "load_test_images",
     "parity",

@@ -29,7 +29,7 @@ XYLO_IMU_HIDDEN = 496  # rockpool's Xylo IMU mapper: at most 496 hidden neurons
 
 def _small_config(**changes) -> ModelConfig:
     base = dict(kind="dense", in_channels=16, hidden=(12, 8), num_classes=10, timesteps=28, input_kind="events")
-    base.update(weight_bits=8, alpha=0.75, beta=0.875, threshold=1.0, input_scale=1 / 15, batch_norm=False, dropout=0.0)
+    base.update(weight_bits=8, alpha=0.75, beta=0.875, threshold=1.0, input_divisor=15.0, batch_norm=False, dropout=0.0)
     base.update(changes)
     return ModelConfig(**base)
 
@@ -37,7 +37,7 @@ def _small_config(**changes) -> ModelConfig:
 def _documented_forward(model: DenseSNN, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The equations of model_dense's docstring, step by step: (spikes, synaptic, membrane) per layer."""
     cfg = model.config
-    h = x.double().transpose(0, 1) * cfg.input_scale
+    h = x.double().transpose(0, 1) * (1.0 / cfg.input_divisor)
     layers = []
     for i, fc in enumerate(model.fcs):
         w = fc.quant_weight().value.detach().double()

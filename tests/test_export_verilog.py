@@ -304,7 +304,7 @@ def test_cli_writes_the_core_folder_and_refuses_an_unsupported_graph(runner, tmp
     from qsnn_deploy.exporters.json_graph import export_graph_json
 
     graph = edge_graph(3, [_fields(VERILATOR_VARIANTS["saturate"][k]) for k in range(3)], 12)
-    doc = export_graph_json(graph, tmp_path / "g.graph.json", timesteps=4)
+    doc = export_graph_json(graph, tmp_path / "g.graph.json", target="int4-core", timesteps=4)
     res = runner.invoke(cli, ["export", str(doc), "--format", "verilog", "-o", str(tmp_path / "core")])
     assert res.exit_code == 0, res.output
     written = {p.name for p in (tmp_path / "core").iterdir()}
@@ -321,7 +321,7 @@ def test_cli_writes_the_core_folder_and_refuses_an_unsupported_graph(runner, tmp
         cli,
         [
             "export",
-            str(export_graph_json(strided, tmp_path / "s.graph.json", timesteps=4)),
+            str(export_graph_json(strided, tmp_path / "s.graph.json", target="int4-core", timesteps=4)),
             "--format",
             "verilog",
             "-o",

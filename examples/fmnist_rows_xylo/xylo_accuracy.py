@@ -37,23 +37,21 @@ def main() -> None:
     import torch
     from xylo_adapter import xylosim_class
 
-    from qsnn_deploy.app.loading import load_deployable
-    from qsnn_deploy.data.loaders import load_split
-    from qsnn_deploy.exporters.xylo_export import load_xylo_spec
-    from qsnn_deploy.sim import cuba_chain
+    import qsnn_deploy
 
     spec = args.spec or Path(tempfile.mkdtemp()) / "spec.npz"
     export = [sys.executable, "-m", "qsnn_deploy.app.cli", "export", str(args.model), "--format", "xylo", "--target", "xylo-imu"]
     subprocess.run([*export, "-o", str(spec), "--force"], check=True)
-    dep = load_deployable(args.model, target="xylo-imu")
-    split = load_split("fmnist-rows", "test", limit=args.limit)
-    x = split.x.astype(np.int64)
+    model = qsnn_deploy.load_model(args.model)
+    graph = qsnn_deploy.freeze(model, "xylo-imu")
+    x, y = qsnn_deploy.load_test_images("fmnist-rows", limit=args.limit)
+    x = x.astype(np.int64)
     with torch.no_grad():
-        float_pred = np.concatenate([dep.model(torch.from_numpy(x[i : i + 500])).sum(0).argmax(-1).numpy() for i in range(0, len(x), 500)])
+        float_pred = np.concatenate([model(torch.from_numpy(x[i : i + 500])).sum(0).argmax(-1).numpy() for i in range(0, len(x), 500)])
     ours = np.concatenate(
-        [cuba_chain.run(dep.graph, x[i : i + 500], 28, record=True).spikes["lif2"] for i in range(0, len(x), 500)], axis=1
+        [qsnn_deploy.simulate(graph, x[i : i + 500], 28, record=True).spikes["lif2"] for i in range(0, len(x), 500)], axis=1
     )
-    chip, kwargs, _ = load_xylo_spec(spec)
+    chip, kwargs, _ = qsnn_deploy.load_xylo_spec(spec)
     sim = xylosim_class(chip).from_specification(**kwargs)
     theirs = []
     for sample in tqdm(x, desc="XyloSim"):
@@ -68,7 +66,7 @@ def main() -> None:
     print(f"{len(x)} Fashion-MNIST test images as row events (T = 28, 16 channels)")
     print(f"{'model':42s} {'accuracy':>9s}")
     for name, pred in rows:
-        print(f"{name:42s} {100 * (pred == split.y).mean():8.2f}%")
+        print(f"{name:42s} {100 * (pred == y).mean():8.2f}%")
     print(f"XyloSim output spikes identical to ours at every step: {np.array_equal(theirs, ours.transpose(1, 0, 2))}")
 
 
