@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from qsnn_deploy.errors import TargetError
-from qsnn_deploy.frontends.torch_qat import quantized_weights
+from qsnn_deploy.frontends.torch_qat import frozen_metadata, quantized_weights
 from qsnn_deploy.ir import CubaLIF, Graph, Input, IntTensor, Linear, Output
 from qsnn_deploy.ir.dtypes import IntType
 from qsnn_deploy.targets import TargetProfile, load_target
@@ -124,14 +124,7 @@ def freeze_dense(model: Any, target: TargetProfile | str = "xylo-imu") -> Graph:
         error = abs(theta - exact) / exact
         meta.append({"layer": f"fc{k + 1}", "weight_scale": a, "weight_shift": ws, "threshold": theta, "threshold_error": error})
     nodes.append(("output", Output()))
-    metadata = {
-        "producer": "qsnn-deploy freeze",
-        "target": target.name,
-        "timesteps": cfg.timesteps,
-        "model_config": cfg.to_dict(),
-        "layers": meta,
-    }
-    return Graph.sequential(nodes, metadata)
+    return Graph.sequential(nodes, frozen_metadata(cfg, target, meta))
 
 
 __all__ = ["freeze_dense", "shift_dash"]

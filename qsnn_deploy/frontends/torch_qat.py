@@ -99,6 +99,17 @@ def _lif_node(name: str, a: np.ndarray, b: np.ndarray, theta: float, beta: float
     )
 
 
+def frozen_metadata(cfg: Any, target: TargetProfile, layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``graph.metadata`` every frontend records: producer, target, T, the model config and per-layer folds."""
+    return {
+        "producer": "qsnn-deploy freeze",
+        "target": target.name,
+        "timesteps": cfg.timesteps,
+        "model_config": cfg.to_dict(),
+        "layers": layers,
+    }
+
+
 def freeze(model: Any, target: TargetProfile | str = "int4-core", *, fraction_bits: int | None = None) -> Graph:
     """Freeze a QSNN (``qsnn_deploy.training.model.QSNN``) into the integer graph of ``target``.
 
@@ -133,13 +144,7 @@ def freeze(model: Any, target: TargetProfile | str = "int4-core", *, fraction_bi
         nodes.append((f"lif{i + 1}", lif))
         layer_meta.append({"layer": fold.layer, "weight_scale": fold.weight_scale, "input_quantum": fold.input_quantum, **meta})
     nodes.append(("output", Output()))
-    metadata = {
-        "producer": "qsnn-deploy freeze",
-        "target": target.name,
-        "timesteps": cfg.timesteps,
-        "model_config": cfg.to_dict(),
-        "layers": layer_meta,
-    }
+    metadata = frozen_metadata(cfg, target, layer_meta)
     return Graph.sequential(nodes, metadata)
 
 
