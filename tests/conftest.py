@@ -1,6 +1,10 @@
 import os
+import sys
 
 os.environ.setdefault("QSNN_DEPLOY_NO_REEXEC", "1")
+# The tests mirror the package (tests/ir, tests/sim, ...); their shared support modules
+# (graph_factory, oracles, idx_files, xylo_adapter, xylo_graphs) live here at the top.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pathlib import Path
 from typing import Any

@@ -63,3 +63,22 @@ def test_no_module_over_400_lines_and_no_function_over_60() -> None:
                 if lines > MAX_FUNCTION_LINES and f"{rel}:{node.name}" not in LONG_FUNCTIONS:
                     too_long.append(f"{rel}:{node.lineno} {node.name}: {lines} lines")
     assert not too_long, "\n".join(too_long)
+
+
+def test_tests_mirror_the_package() -> None:
+    """Every test module sits in the folder of the subpackage it tests; basenames are unique (pytest's prepend import mode)."""
+    subpackages = {p.name for p in (ROOT / "qsnn_deploy").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    tests = ROOT / "tests"
+    misplaced, seen, clashes = [], {}, []
+    for path in sorted(tests.rglob("test_*.py")):
+        rel = path.relative_to(tests)
+        if len(rel.parts) == 1:
+            if rel.name != Path(__file__).name:  # only the whole-package architecture test stays at the top
+                misplaced.append(str(rel))
+        elif rel.parts[0] not in subpackages or len(rel.parts) != 2:
+            misplaced.append(str(rel))
+        if path.name in seen:
+            clashes.append(f"{rel} and {seen[path.name]}")
+        seen[path.name] = rel
+    assert not misplaced, f"test modules outside a folder named after a subpackage of qsnn_deploy: {misplaced}"
+    assert not clashes, f"test modules with the same basename: {clashes}"

@@ -203,7 +203,7 @@ def test_cuba_graph_exports_as_nir_cubalif_that_nir_and_rockpool_read(tmp_path) 
     assert tuple(out.shape) == (1, 5, 5)
 
 
-SHIPPED_XYLO_MODEL = Path(__file__).resolve().parents[1] / "examples" / "fmnist_rows_xylo" / "model.pt"
+SHIPPED_XYLO_MODEL = Path(__file__).resolve().parents[2] / "examples" / "fmnist_rows_xylo" / "model.pt"
 
 
 @pytest.mark.skipif(

@@ -26,7 +26,7 @@ import optuna
 import pytest
 import sqlalchemy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "QSNN_DEPLOY_NO_REEXEC": "1", "PYTHONPATH": str(ROOT)}
 TINY = ["--epochs-per-trial", "1", "--limit-train", "40", "--limit-test", "16", "--data", "synthetic", "--timesteps", "2", "--quiet"]
 State = optuna.trial.TrialState

@@ -12,7 +12,7 @@ from qsnn_deploy.exporters.json_graph import export_graph_json
 from qsnn_deploy.exporters.xylo_export import load_xylo_spec
 from qsnn_deploy.ir.dtypes import IntType
 
-ASSET = Path(__file__).resolve().parents[1] / "qsnn_deploy" / "assets" / "fmnist_int4.pt"
+ASSET = Path(__file__).resolve().parents[2] / "qsnn_deploy" / "assets" / "fmnist_int4.pt"
 
 
 def _graph_json(tmp_path: Path, n_out: int = 10) -> Path:

@@ -15,11 +15,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from graph_factory import make_graph, random_input  # noqa: E402
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).parent))
-from graph_factory import make_graph, random_input  # noqa: E402
 from oracles import oracle_apply, oracle_run  # noqa: E402
 
 from qsnn_deploy.errors import GraphError, QsnnError, TargetError  # noqa: E402
@@ -83,7 +81,7 @@ def test_reference_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print('ok', r.counts.shape)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok")
 

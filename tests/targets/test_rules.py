@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from graph_factory import make_graph  # noqa: E402
 
 from qsnn_deploy.analysis.bounds import intervals  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 from qsnn_deploy.app.cli import cli
 from qsnn_deploy.app.demo import EXPORTS, SHIPPED_MODEL
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_demo_exports_every_format_and_reports_parity(runner, tmp_path):

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import qsnn_deploy as qd
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 T = 100
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import snntorch.functional as SF
 import torch
-from test_data import write_idx_folder
+from idx_files import write_idx_folder
 
 from qsnn_deploy.app.cli import cli
 from qsnn_deploy.errors import QsnnError, TargetError

@@ -29,7 +29,7 @@ from qsnn_deploy.sim import SimResult, simulate, simulate_split
 
 T = 6
 BATCH = 6
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def fast_available() -> bool:
@@ -85,7 +85,7 @@ def test_repeated_runs_are_identical(static: bool, backend: str) -> None:
 
 CHILD = r"""
 import sys
-sys.path[:0] = sys.argv[1:3]
+sys.path[:0] = sys.argv[1:4]
 import test_determinism as d
 print(d.fingerprint(d.run(True, "fast" if d.fast_available() else "reference")))
 """
@@ -94,7 +94,11 @@ print(d.fingerprint(d.run(True, "fast" if d.fast_available() else "reference")))
 def test_a_fresh_process_with_another_hash_seed_gives_the_same_bits() -> None:
     env = {**os.environ, "PYTHONHASHSEED": "12345", "QSNN_DEPLOY_NO_REEXEC": "1"}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(ROOT / "tests"), str(ROOT)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", CHILD, str(ROOT / "tests" / "sim"), str(ROOT / "tests"), str(ROOT)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     backend = "fast" if fast_available() else "reference"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data import FMNIST_DIR, write_idx_folder
+from idx_files import FMNIST_DIR, write_idx_folder
 
 from qsnn_deploy.data.loaders import DATASET_NAMES, Split, iterate_batches, load_split
 from qsnn_deploy.data.rows import MAX_EVENTS, ROW_BINNING, ROW_CHANNELS, ROW_STEPS, images_to_row_events
