@@ -68,7 +68,7 @@ def main() -> None:
     ref, fast = (statistics.median(v) for v in results.values())
     print(
         f"Fashion-MNIST QSNN (16C5-AP2-64C5-AP2-1024D10, int4), T={args.timesteps}, batch {len(y)}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, data {split.kind}:{args.data}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, data {split.encoding}:{args.data}"
     )
     for name, times in results.items():
         print(f"  {name:45s} {statistics.median(times):7.3f} s/batch  (runs: {', '.join(f'{t:.3f}' for t in times)})")

@@ -99,7 +99,7 @@ def load_deployable(
             raise QsnnError(f"{path}: the graph embeds no target; pass --target")
         if target is not None and check:
             check_graph(graph, tgt)
-        timesteps = meta.get("timesteps") or graph.metadata.get("timesteps")
+        timesteps = graph.timesteps
         if not timesteps:
             raise QsnnError(f"{path}: the graph states no number of time steps; pass --timesteps")
         dataset = (graph.metadata.get("model_config") or {}).get("dataset")

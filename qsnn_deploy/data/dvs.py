@@ -16,6 +16,7 @@ import numpy as np
 
 from qsnn_deploy.atomic import write_atomic
 from qsnn_deploy.data.split import Split, _limit_indices
+from qsnn_deploy.encodings import FRAMES
 from qsnn_deploy.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -184,12 +185,12 @@ def _load_dvs(split: str, data_dir: Path, timesteps: int, limit: int | None, see
     idx = _limit_indices(len(order), limit, seed)
     cached = _read_dvs_cache(cache, names, sizes)
     if cached is not None:
-        data = Split(x=cached[0], y=cached[1].astype(np.int64), num_classes=DVS_CLASSES, kind="frames")
+        data = Split(x=cached[0], y=cached[1].astype(np.int64), num_classes=DVS_CLASSES, encoding=FRAMES)
         return data if idx is None else data.subset(idx)
     if idx is not None:  # frame only the requested subset; the full cache is built by a full load
         chosen = [order[i] for i in idx]
-        return Split(x=_frame_samples(ds, chosen, timesteps), y=labels[idx], num_classes=DVS_CLASSES, kind="frames", indices=idx)
+        return Split(x=_frame_samples(ds, chosen, timesteps), y=labels[idx], num_classes=DVS_CLASSES, encoding=FRAMES, indices=idx)
     log.info("framing %d DVS %s samples (T=%d); cached in %s", len(order), split, timesteps, cache)
     x = _frame_samples(ds, order, timesteps)
     _write_dvs_cache(cache, x, labels, names, sizes)
-    return Split(x=x, y=labels, num_classes=DVS_CLASSES, kind="frames")
+    return Split(x=x, y=labels, num_classes=DVS_CLASSES, encoding=FRAMES)

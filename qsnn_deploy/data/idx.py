@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from qsnn_deploy.data.split import Split
+from qsnn_deploy.encodings import STATIC
 from qsnn_deploy.errors import DataError
 
 #: IDX file stems per split: (images, labels)
@@ -120,4 +121,4 @@ def _load_idx_split(name: str, split: str, root: Path) -> Split:
         raise DataError(f"{labels_path} has {len(labels)} labels but {images_path} has {len(images)} images")
     if labels.size and int(labels.max()) >= IDX_CLASSES:
         raise DataError(f"{labels_path} has label {int(labels.max())}; expected 0..{IDX_CLASSES - 1}")
-    return Split(x=images[:, None], y=labels.astype(np.int64), num_classes=IDX_CLASSES, kind="static")
+    return Split(x=images[:, None], y=labels.astype(np.int64), num_classes=IDX_CLASSES, encoding=STATIC)

@@ -25,8 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-# The loaders' public constants (DVS_*, IDX_*, IMAGE_SIZE, KINDS, SYNTHETIC_*) were defined
-# here before the loaders got their own modules; they stay reachable as ``qsnn_deploy.data.loaders.<NAME>``.
 from qsnn_deploy.data.dvs import (  # noqa: F401
     DVS_ARCHIVES,
     DVS_BIN_US,
@@ -46,14 +44,18 @@ from qsnn_deploy.data.idx import (  # noqa: F401
 )
 from qsnn_deploy.data.rows import to_row_events
 from qsnn_deploy.data.sequence_tasks import SEQUENCE_TASKS, load_sequence_task
-from qsnn_deploy.data.split import _VAL_SALT, KINDS, Split, _limit_indices  # noqa: F401
+from qsnn_deploy.data.split import _VAL_SALT, Split, _limit_indices  # noqa: F401
 from qsnn_deploy.data.synthetic import (  # noqa: F401
     SYNTHETIC_FRAMES_SIZES,
     SYNTHETIC_SIZES,
     _synthetic_frames,
     _synthetic_static,
 )
+from qsnn_deploy.encodings import STATIC
 from qsnn_deploy.errors import DataError
+
+# The loaders' public constants (DVS_*, IDX_*, IMAGE_SIZE, SYNTHETIC_*) were defined here before
+# the loaders got their own modules; they stay reachable as ``qsnn_deploy.data.loaders.<NAME>``.
 
 #: where each file-backed data set is looked for when no ``data_dir`` is given
 DEFAULT_DIRS: dict[str, Path] = {
@@ -237,7 +239,7 @@ def load_fmnist_test_or_subset(data_dir: str | Path | None = None, limit: int | 
         return load_split("fmnist", "test", data_dir=data_dir, limit=limit), "Fashion-MNIST test set"
     except DataError:
         with np.load(PACKAGED_SUBSET) as f:
-            subset = Split(x=f["x"], y=f["y"], num_classes=10, kind="static")
+            subset = Split(x=f["x"], y=f["y"], num_classes=10, encoding=STATIC)
         if limit is not None:
             subset = subset.subset(np.arange(min(limit, len(subset))))
         return subset, f"packaged Fashion-MNIST subset ({len(subset)} test images; install dataset-fashion-mnist for all 10,000)"

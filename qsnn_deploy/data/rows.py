@@ -18,6 +18,7 @@ import numpy as np
 
 from qsnn_deploy.data.idx import IMAGE_SIZE
 from qsnn_deploy.data.split import Split
+from qsnn_deploy.encodings import FRAMES
 
 #: input channels per step: Xylo IMU and Xylo Audio 2 both take 16
 ROW_CHANNELS = 16
@@ -48,4 +49,6 @@ def images_to_row_events(images: np.ndarray) -> np.ndarray:
 
 def to_row_events(static: Split) -> Split:
     """An ``fmnist`` split (static images ``(N, 1, 28, 28)``) as the ``fmnist-rows`` events split."""
-    return Split(x=images_to_row_events(static.x[:, 0]), y=static.y, num_classes=static.num_classes, kind="events", indices=static.indices)
+    return Split(
+        x=images_to_row_events(static.x[:, 0]), y=static.y, num_classes=static.num_classes, encoding=FRAMES, indices=static.indices
+    )

@@ -1,7 +1,7 @@
 """Sequence tasks of the convex-training paper (Udupi, Yang, Zhai), generated or read locally.
 
 All three are ``frames`` splits ``(N, T, C, 1, 1)`` uint16: one C-vector per time step, which the
-frozen graph reads as ``Input(shape=(C, 1, 1), encoding="frames")`` followed by a ``Flatten``.
+frozen graph reads as ``Input(shape=(C, 1, 1), encoding=FRAMES)`` followed by a ``Flatten``.
 
 - ``first-last-xor``: T random bits, one-hot per step (channel 0 = bit 0, channel 1 = bit 1);
   the label is the XOR of the first and the last bit, the T - 2 bits between are distractors.
@@ -22,6 +22,7 @@ import numpy as np
 
 from qsnn_deploy.data.idx import IDX_CLASSES, _load_idx_split
 from qsnn_deploy.data.split import Split, _limit_indices
+from qsnn_deploy.encodings import FRAMES
 from qsnn_deploy.errors import DataError
 
 #: the names :func:`qsnn_deploy.data.loaders.load_split` dispatches to this module
@@ -54,14 +55,14 @@ def first_last_xor(split: str, seed: int, timesteps: int, limit: int | None) -> 
     if not XOR_STEPS[0] <= timesteps <= XOR_STEPS[1]:
         raise DataError(f"first-last-xor needs {XOR_STEPS[0]}..{XOR_STEPS[1]} time steps, got {timesteps}")
     bits = _symbols(split, seed, timesteps, 2, limit)
-    return Split(x=_one_hot_frames(bits, 2), y=(bits[:, 0] ^ bits[:, -1]).astype(np.int64), num_classes=2, kind="frames")
+    return Split(x=_one_hot_frames(bits, 2), y=(bits[:, 0] ^ bits[:, -1]).astype(np.int64), num_classes=2, encoding=FRAMES)
 
 
 def base_addition(split: str, seed: int, timesteps: int, limit: int | None) -> Split:
     """Sum modulo :data:`ADDITION_BASE` of ``timesteps`` one-hot digits."""
     digits = _symbols(split, seed, timesteps, ADDITION_BASE, limit)
     labels = (digits.sum(axis=1) % ADDITION_BASE).astype(np.int64)
-    return Split(x=_one_hot_frames(digits, ADDITION_BASE), y=labels, num_classes=ADDITION_BASE, kind="frames")
+    return Split(x=_one_hot_frames(digits, ADDITION_BASE), y=labels, num_classes=ADDITION_BASE, encoding=FRAMES)
 
 
 def seq_fmnist(split: str, data_dir: Path, timesteps: int, limit: int | None, seed: int) -> Split:
@@ -73,7 +74,7 @@ def seq_fmnist(split: str, data_dir: Path, timesteps: int, limit: int | None, se
     if idx is not None:
         images = images.subset(idx)
     rows = images.x[:, 0].astype(np.uint16)[..., None, None]  # (N, 28 rows = T, 28 pixels = C, 1, 1)
-    return Split(x=rows, y=images.y, num_classes=IDX_CLASSES, kind="frames")
+    return Split(x=rows, y=images.y, num_classes=IDX_CLASSES, encoding=FRAMES)
 
 
 def load_sequence_task(name: str, split: str, data_dir: Path, timesteps: int, limit: int | None, seed: int) -> Split:

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qsnn_deploy.encodings import ENCODINGS, FRAMES, STATIC
 from qsnn_deploy.errors import DataError
 
-KINDS: tuple[str, ...] = ("static", "frames", "events")
-#: (dtype, ndim) of ``x`` per kind
-_X_LAYOUT = {"static": (np.uint8, 4), "frames": (np.uint16, 5), "events": (np.uint8, 3)}
+#: the layouts ``x`` may take per encoding, as (dtype, ndim): static images (N, C, H, W); frames as
+#: event frames (N, T, C, H, W) of counts or per-step event vectors (N, T, C)
+_X_LAYOUTS = {STATIC: ((np.uint8, 4),), FRAMES: ((np.uint16, 5), (np.uint8, 3))}
 # salts so that limit, validation split and synthetic data draw independent streams
 _LIMIT_SALT = 0x11A1
 _VAL_SALT = 0x7A1
@@ -30,7 +31,7 @@ class Split:
             events ``uint8`` ``(N, T, C)`` (events per channel per step, e.g. ``fmnist-rows``).
         y: Labels, ``int64`` ``(N,)`` in ``0..num_classes-1``.
         num_classes: Number of classes of the data set (not only those present in ``y``).
-        kind: ``"static"``, ``"frames"`` or ``"events"``.
+        encoding: ``"static"`` or ``"frames"`` (:mod:`qsnn_deploy.encodings`), how ``x`` presents over time.
         indices: Position of each sample in the whole split it was drawn from (``--limit``
             picks a seeded subset), so a result can name the samples; None means ``0..N-1``.
     """
@@ -38,19 +39,17 @@ class Split:
     x: np.ndarray
     y: np.ndarray
     num_classes: int
-    kind: str
+    encoding: str
     indices: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         """Check shapes and dtypes so a malformed split fails here, not deep in training."""
-        if self.kind not in KINDS:
-            raise DataError(f"split kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        want_dtype, want_ndim = _X_LAYOUT[self.kind]
-        if self.x.dtype != want_dtype or self.x.ndim != want_ndim:
-            raise DataError(
-                f"{self.kind} split needs x of dtype {np.dtype(want_dtype).name} with {want_ndim} dims, "
-                f"got {self.x.dtype} with shape {self.x.shape}"
-            )
+        if self.encoding not in ENCODINGS:
+            raise DataError(f"split encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
+        layouts = _X_LAYOUTS[self.encoding]
+        if (self.x.dtype, self.x.ndim) not in layouts:
+            wanted = " or ".join(f"{np.dtype(d).name} with {n} dims" for d, n in layouts)
+            raise DataError(f"{self.encoding} split needs x of {wanted}, got {self.x.dtype} with shape {self.x.shape}")
         if self.y.dtype != np.int64 or self.y.ndim != 1 or len(self.y) != len(self.x):
             raise DataError(f"split needs y of dtype int64 and shape ({len(self.x)},), got {self.y.dtype} {self.y.shape}")
         if self.num_classes < 1:
@@ -80,7 +79,9 @@ class Split:
             if index.size:  # an empty list arrives as float64
                 raise DataError(f"subset indices must be integers or a boolean mask, got {index.dtype}")
             index = index.astype(np.int64)
-        return Split(x=self.x[index], y=self.y[index], num_classes=self.num_classes, kind=self.kind, indices=self.sample_indices()[index])
+        return Split(
+            x=self.x[index], y=self.y[index], num_classes=self.num_classes, encoding=self.encoding, indices=self.sample_indices()[index]
+        )
 
 
 def _limit_indices(n: int, limit: int | None, seed: int) -> np.ndarray | None:

@@ -7,6 +7,7 @@ import numpy as np
 from qsnn_deploy.data.dvs import DVS_CLASSES, DVS_SENSOR
 from qsnn_deploy.data.idx import IDX_CLASSES, IMAGE_SIZE
 from qsnn_deploy.data.split import Split, _limit_indices
+from qsnn_deploy.encodings import FRAMES, STATIC
 
 SYNTHETIC_SIZES: dict[str, int] = {"train": 512, "test": 256}
 SYNTHETIC_FRAMES_SIZES: dict[str, int] = {"train": 256, "test": 128}
@@ -49,7 +50,7 @@ def _synthetic_static(split: str, seed: int, limit: int | None) -> Split:
         shift = rng.integers(-2, 3, size=2)
         image = np.roll(prototypes[labels[i]], shift, axis=(0, 1)) + rng.normal(0.0, 30.0, (IMAGE_SIZE, IMAGE_SIZE))
         x[row, 0] = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return Split(x=x, y=labels[idx], num_classes=num_classes, kind="static", indices=np.asarray(idx, np.int64))
+    return Split(x=x, y=labels[idx], num_classes=num_classes, encoding=STATIC, indices=np.asarray(idx, np.int64))
 
 
 def _synthetic_frames(split: str, seed: int, timesteps: int, limit: int | None) -> Split:
@@ -75,4 +76,4 @@ def _synthetic_frames(split: str, seed: int, timesteps: int, limit: int | None) 
         for t in range(timesteps):
             dy, dx = start + drift[label] * steps[t]
             x[row, t] = rng.poisson(np.roll(rates[label], (int(dy), int(dx)), axis=(1, 2)))
-    return Split(x=x, y=labels[idx], num_classes=num_classes, kind="frames", indices=np.asarray(idx, np.int64))
+    return Split(x=x, y=labels[idx], num_classes=num_classes, encoding=FRAMES, indices=np.asarray(idx, np.int64))

@@ -18,6 +18,7 @@ document is validated against the schema on the way out and on the way in.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -77,7 +78,8 @@ def to_graph_json(
     Args:
         graph: the frozen integer graph.
         target: the target profile (or built-in name) the graph was frozen for.
-        timesteps: T, the number of steps a sample runs for; required with ``golden``.
+        timesteps: T, the number of steps a sample runs for; default ``graph.timesteps``;
+            required (here or in the graph) with ``golden``.
         golden: N input samples, (N, *input shape) for static inputs or (N, T, *input shape)
             for frames; their expected spike counts come from :func:`qsnn_deploy.sim.simulate`.
         trace: golden samples also carry every LIF layer's membrane at every step.
@@ -87,6 +89,7 @@ def to_graph_json(
         ExportError: bad T or golden inputs, no simulator, or a document that fails the
             schema (e.g. metadata that is not JSON).
     """
+    timesteps = graph.timesteps if timesteps is None else timesteps
     if timesteps is not None and (type(timesteps) is not int or timesteps < 1):
         raise ExportError(f"timesteps must be a positive integer, got {timesteps!r}")
     try:
@@ -194,14 +197,26 @@ def from_document(doc: Any) -> tuple[Graph, TargetProfile | None, dict[str, Any]
         problem = _schema_error(doc)
         if problem:
             raise GraphError(f"graph document violates its schema at {problem}")
-        graph = Graph.from_dict(doc["graph"])
+        graph = _with_timesteps(Graph.from_dict(doc["graph"]), doc["timesteps"])
         target = TargetProfile.from_dict(doc["target"]) if doc["target"] is not None else None
-        golden = read_golden(graph, doc["golden"], doc["timesteps"]) if doc["golden"] is not None else None
+        golden = read_golden(graph, doc["golden"], graph.timesteps) if doc["golden"] is not None else None
     except GraphError:
         raise
     except QsnnError as exc:  # TargetError from the profile
         raise GraphError(f"graph document: {exc}"[:400]) from None
     except _ERRORS as exc:
         raise GraphError(f"graph document is malformed: {type(exc).__name__}: {exc}"[:400]) from None
-    meta = {"format": doc["format"], "version": doc["version"], "timesteps": doc["timesteps"], "golden": golden}
+    meta = {"format": doc["format"], "version": doc["version"], "timesteps": graph.timesteps, "golden": golden}
     return graph, target, meta
+
+
+def _with_timesteps(graph: Graph, timesteps: int | None) -> Graph:
+    """The document's T as the graph's; files written before T was a graph field also kept it in
+    ``metadata.timesteps``, which is moved into the field (the document's value wins)."""
+    metadata = dict(graph.metadata)
+    legacy = metadata.pop("timesteps", None)
+    if timesteps is None and legacy is not None:
+        if type(legacy) is not int or legacy < 1:
+            raise GraphError(f"graph.metadata.timesteps must be a positive integer, got {legacy!r}"[:200])
+        timesteps = legacy
+    return dataclasses.replace(graph, metadata=metadata, timesteps=timesteps)

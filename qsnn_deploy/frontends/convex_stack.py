@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from qsnn_deploy.encodings import FRAMES
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.ir import LIF, Flatten, Graph, Input, IntTensor, Linear, Output
 from qsnn_deploy.ir.dtypes import IntType
@@ -53,7 +54,7 @@ def freeze_stack(model: Any, target: TargetProfile | str = "seq-core", *, prune:
     masks = prune_masks(dense, readout_w) if prune else [np.ones(w.shape[0], bool) for w in dense]
     in_type = IntType(1, False) if cfg.input_max <= 1 else target.input
     nodes: list[tuple[str, Any]] = [
-        ("input", Input(shape=(cfg.input_size, 1, 1), dtype=in_type, encoding="frames")),
+        ("input", Input(shape=(cfg.input_size, 1, 1), dtype=in_type, encoding=FRAMES)),
         ("flatten", Flatten()),
     ]
     prev = np.ones(cfg.input_size, bool)
@@ -92,12 +93,11 @@ def freeze_stack(model: Any, target: TargetProfile | str = "seq-core", *, prune:
     metadata = {
         "producer": "qsnn-deploy freeze (convex witness stacks)",
         "target": target.name,
-        "timesteps": cfg.timesteps,
         "model_config": {**cfg.to_dict(), "dataset": getattr(model, "dataset", None)},
         "kept_neurons": [int(m.sum()) for m in masks],
         "neurons_before_pruning": [int(m.size) for m in masks],
     }
-    return Graph.sequential(nodes, metadata)
+    return Graph.sequential(nodes, metadata, timesteps=cfg.timesteps)
 
 
 __all__ = ["freeze_stack", "prune_masks"]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from qsnn_deploy.encodings import FRAMES
 from qsnn_deploy.errors import TargetError
 from qsnn_deploy.frontends.torch_qat import frozen_metadata, quantized_weights
 from qsnn_deploy.ir import CubaLIF, Graph, Input, IntTensor, Linear, Output
@@ -112,7 +113,7 @@ def freeze_dense(model: Any, target: TargetProfile | str = "xylo-imu") -> Graph:
             f"the model's hidden neurons fire up to {cfg.hidden_max_spikes} spikes a step, {target.name}'s {target.spike_cap}"
         )
     dashes = (shift_dash(cfg.alpha, "alpha", target), shift_dash(cfg.beta, "beta", target))
-    nodes: list[tuple[str, Any]] = [("input", Input(shape=(cfg.in_channels,), dtype=target.input, encoding="frames"))]
+    nodes: list[tuple[str, Any]] = [("input", Input(shape=(cfg.in_channels,), dtype=target.input, encoding=FRAMES))]
     meta = []
     for k, (w, a, cap, ws) in enumerate(_layer_plans(model, target)):
         exact = cfg.threshold * cfg.alpha * 2.0**ws / a
@@ -124,7 +125,7 @@ def freeze_dense(model: Any, target: TargetProfile | str = "xylo-imu") -> Graph:
         error = abs(theta - exact) / exact
         meta.append({"layer": f"fc{k + 1}", "weight_scale": a, "weight_shift": ws, "threshold": theta, "threshold_error": error})
     nodes.append(("output", Output()))
-    return Graph.sequential(nodes, frozen_metadata(cfg, target, meta))
+    return Graph.sequential(nodes, frozen_metadata(cfg, target, meta), timesteps=cfg.timesteps)
 
 
 __all__ = ["freeze_dense", "shift_dash"]

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from qsnn_deploy.analysis.bounds import weight_gain
+from qsnn_deploy.encodings import STATIC
 from qsnn_deploy.errors import CheckpointError, TargetError
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Input, IntTensor, Linear, Output, SumPool2d
 from qsnn_deploy.ir.dtypes import IntType
@@ -100,11 +101,10 @@ def _lif_node(name: str, a: np.ndarray, b: np.ndarray, theta: float, beta: float
 
 
 def frozen_metadata(cfg: Any, target: TargetProfile, layers: list[dict[str, Any]]) -> dict[str, Any]:
-    """The ``graph.metadata`` every frontend records: producer, target, T, the model config and per-layer folds."""
+    """The ``graph.metadata`` every frontend records: producer, target, the model config and per-layer folds."""
     return {
         "producer": "qsnn-deploy freeze",
         "target": target.name,
-        "timesteps": cfg.timesteps,
         "model_config": cfg.to_dict(),
         "layers": layers,
     }
@@ -131,7 +131,7 @@ def freeze(model: Any, target: TargetProfile | str = "int4-core", *, fraction_bi
 
         return freeze_dense(model, target)
     nodes: list[tuple[str, Any]] = [
-        ("input", Input(shape=(cfg.in_channels, cfg.input_size, cfg.input_size), dtype=target.input, encoding=cfg.input_kind))
+        ("input", Input(shape=(cfg.in_channels, cfg.input_size, cfg.input_size), dtype=target.input, encoding=cfg.encoding))
     ]
     layer_meta: list[dict[str, Any]] = []
     n_conv = len(model.convs)
@@ -145,7 +145,7 @@ def freeze(model: Any, target: TargetProfile | str = "int4-core", *, fraction_bi
         layer_meta.append({"layer": fold.layer, "weight_scale": fold.weight_scale, "input_quantum": fold.input_quantum, **meta})
     nodes.append(("output", Output()))
     metadata = frozen_metadata(cfg, target, layer_meta)
-    return Graph.sequential(nodes, metadata)
+    return Graph.sequential(nodes, metadata, timesteps=cfg.timesteps)
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def layer_folds(model: Any, target: TargetProfile | str = "int4-core") -> list[L
     """
     target = load_target(target)
     cfg = model.config
-    if cfg.input_kind != "static" and cfg.input_divisor != 1.0:
+    if cfg.encoding != STATIC and cfg.input_divisor != 1.0:
         raise TargetError("frame inputs must be integer event counts (input_divisor 1)")
     # the float model divides by input_divisor (torchvision ToTensor: x / 255); the integer
     # layer multiplies its sum by the same real number 1/255, of which x / 255 in float32

@@ -25,13 +25,21 @@ VERSION = 1
 
 @dataclass(frozen=True, eq=False)
 class Graph:
-    """Named nodes plus edges (src, dst). Immutable: passes return new graphs."""
+    """Named nodes plus edges (src, dst). Immutable: passes return new graphs.
+
+    ``timesteps`` is T, the number of steps a sample runs for (the model's training T), or None
+    when the graph does not say; the graph document stores it as its top-level ``timesteps``.
+    ``metadata`` is free-form provenance (producer, model config, folds) that no pass reads.
+    """
 
     nodes: Mapping[str, Node]
     edges: tuple[tuple[str, str], ...]
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    timesteps: int | None = None
 
     def __post_init__(self) -> None:
+        if self.timesteps is not None and (type(self.timesteps) is not int or self.timesteps < 1):
+            raise GraphError(f"timesteps must be a positive integer or None, got {self.timesteps!r}"[:200])
         if not isinstance(self.nodes, Mapping) or not self.nodes:
             raise GraphError("graph has no nodes")
         if len(self.nodes) > MAX_NODES:
@@ -145,18 +153,20 @@ class Graph:
                 yield name, node
 
     @classmethod
-    def sequential(cls, named_nodes: list[tuple[str, Node]], metadata: Mapping[str, Any] | None = None) -> Graph:
+    def sequential(
+        cls, named_nodes: list[tuple[str, Node]], metadata: Mapping[str, Any] | None = None, *, timesteps: int | None = None
+    ) -> Graph:
         """A chain graph from ``[(name, node), ...]`` in order."""
         names = [n for n, _ in named_nodes]
         if len(set(names)) != len(names):
             raise GraphError("duplicate node names")
-        return cls(dict(named_nodes), tuple(zip(names, names[1:])), metadata or {})
+        return cls(dict(named_nodes), tuple(zip(names, names[1:])), metadata or {}, timesteps)
 
     def replace_node(self, name: str, node: Node) -> Graph:
         """A new graph with node ``name`` replaced (for passes)."""
         if name not in self.nodes:
             raise GraphError(f"no node {name!r}")
-        return Graph({**self.nodes, name: node}, self.edges, self.metadata)
+        return Graph({**self.nodes, name: node}, self.edges, self.metadata, self.timesteps)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from qsnn_deploy.encodings import ENCODINGS, STATIC
 from qsnn_deploy.errors import GraphError
 from qsnn_deploy.ir.arithmetic import NeuronArithmetic
 from qsnn_deploy.ir.dtypes import IntType
@@ -113,7 +114,7 @@ class Input(Node):
     op: ClassVar[str] = "Input"
     shape: Shape
     dtype: IntType
-    encoding: str = "static"
+    encoding: str = STATIC
 
     def __post_init__(self) -> None:
         _require(
@@ -122,7 +123,7 @@ class Input(Node):
             f"shape must be 1-3 positive integers, got {self.shape!r}",
         )
         _require(isinstance(self.dtype, IntType), "Input", "dtype must be an IntType")
-        _require(self.encoding in ("static", "frames"), "Input", f"encoding must be 'static' or 'frames', got {self.encoding!r}")
+        _require(self.encoding in ENCODINGS, "Input", f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
 
     def output_shape(self, in_shape: Shape) -> Shape:
         return self.shape

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qsnn_deploy.data.loaders import DATASET_NAMES
+from qsnn_deploy.encodings import ENCODINGS, FRAMES, STATIC
 from qsnn_deploy.errors import CheckpointError, QsnnError
 
 #: schedules the trainer knows (see qsnn_deploy.training.trainer.make_scheduler)
@@ -21,9 +22,12 @@ DATASETS = DATASET_NAMES
 #: network kinds: the conv QSNN of the paper (training/model.py) and the dense current-based
 #: SNN for Xylo (training/model_dense.py)
 MODEL_KINDS = ("conv", "dense")
-#: what a model's input is: one image at every step, one event frame (C, H, W) per step, or
-#: one vector of per-channel event counts (C,) per step
-INPUT_KINDS = ("static", "frames", "events")
+
+
+#: keys older checkpoints store, translated by :meth:`ModelConfig.from_dict`
+_LEGACY_KEYS = ("input_scale", "input_kind")
+#: input_kind -> encoding: "events" (per-step vectors) is a frames encoding of shape (C,)
+_LEGACY_INPUT_KINDS = {"static": STATIC, "frames": FRAMES, "events": FRAMES}
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,10 @@ class ModelConfig:
     #: the dense layer adds a float bias (the reference code's float ``fc1``; frozen into the
     #: integer bias of the last LIF layer)
     fc_bias: bool = False
-    #: "static": the same image at every step; "frames": one input frame per step (DVS);
-    #: "events": one vector of ``in_channels`` event counts per step (dense models)
-    input_kind: str = "static"
+    #: how a sample presents over time (:mod:`qsnn_deploy.encodings`): "static", the same image at
+    #: every step; "frames", one input per step (DVS frames; for dense models a vector of
+    #: ``in_channels`` event counts per step)
+    encoding: str = STATIC
     #: dense models: hidden layer widths
     hidden: tuple[int, ...] = ()
     #: dense models: synaptic current decay per step (snnTorch Synaptic's alpha)
@@ -82,8 +87,8 @@ class ModelConfig:
             raise QsnnError(f"dropout must lie in [0, 1), got {self.dropout}")
         if self.kind not in MODEL_KINDS:
             raise QsnnError(f"model kind must be one of {', '.join(MODEL_KINDS)}, got {self.kind!r}")
-        if self.input_kind not in INPUT_KINDS:
-            raise QsnnError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {self.input_kind!r}")
+        if self.encoding not in ENCODINGS:
+            raise QsnnError(f"encoding must be one of {', '.join(ENCODINGS)}, got {self.encoding!r}")
         if not (math.isfinite(self.input_divisor) and self.input_divisor > 0):
             raise QsnnError(f"input_divisor must be a positive finite number, got {self.input_divisor}")
         if self.kind == "dense":
@@ -92,8 +97,8 @@ class ModelConfig:
             raise QsnnError(f"input_size {self.input_size} is too small for {len(self.conv_channels)} conv+pool layers")
 
     def _check_dense(self) -> None:
-        if self.input_kind != "events":
-            raise QsnnError(f"a dense model takes per-step event vectors (input_kind 'events'), got {self.input_kind!r}")
+        if self.encoding != FRAMES:
+            raise QsnnError(f"a dense model takes one event vector per step (encoding 'frames'), got {self.encoding!r}")
         if not self.hidden or min(self.hidden) < 1:
             raise QsnnError(f"a dense model needs at least one hidden layer of >= 1 neurons, got hidden={self.hidden}")
         if not 0.0 <= self.alpha <= 1.0:
@@ -128,10 +133,15 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known - {"input_scale"}
+        unknown = set(data) - known - set(_LEGACY_KEYS)
         if unknown:
             raise CheckpointError(f"model config has unknown keys: {sorted(unknown)}")
         values = dict(data)
+        if "input_kind" in values:  # checkpoints before one encoding vocabulary (qsnn_deploy.encodings)
+            kind = values.pop("input_kind")
+            if kind not in _LEGACY_INPUT_KINDS:
+                raise CheckpointError(f"model config has a bad input_kind {kind!r}")
+            values.setdefault("encoding", _LEGACY_INPUT_KINDS[kind])
         if "input_scale" in values:  # checkpoints before input_divisor stored the reciprocal
             scale = values.pop("input_scale")
             if not (isinstance(scale, (int, float)) and scale > 0):
@@ -208,8 +218,8 @@ _MNIST = dict(in_channels=1, input_size=28, conv_channels=(16, 64), num_classes=
 #: chip (int8 weights, weight clip 1), leaving the int16 membrane room for ~23 thresholds; a
 #: weaker drive (1/60) trained no better in 2-epoch trials and needs thresholds of ~5,700 units,
 #: so a neuron saturates its membrane before it fires 6 spikes in a step.
-_XYLO_ROWS = dict(kind="dense", in_channels=16, hidden=(128,), num_classes=10, timesteps=28, input_kind="events", input_divisor=15.0)
-_DVS = dict(in_channels=2, input_size=32, conv_channels=(16, 32), num_classes=11, input_kind="frames", input_divisor=1.0)
+_XYLO_ROWS = dict(kind="dense", in_channels=16, hidden=(128,), num_classes=10, timesteps=28, encoding="frames", input_divisor=15.0)
+_DVS = dict(in_channels=2, input_size=32, conv_channels=(16, 32), num_classes=11, encoding="frames", input_divisor=1.0)
 
 #: Table I of Eshraghian et al. 2022; fmnist values to the reference code's precision.
 PRESETS: dict[str, Preset] = {
@@ -277,7 +287,6 @@ def override(cfg: Any, **changes: Any) -> Any:
 
 __all__ = [
     "MODEL_KINDS",
-    "INPUT_KINDS",
     "ModelConfig",
     "TrainConfig",
     "Preset",

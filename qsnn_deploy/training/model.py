@@ -35,6 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from qsnn_deploy.encodings import FRAMES, STATIC
 from qsnn_deploy.errors import QsnnError
 from qsnn_deploy.training.config import ModelConfig
 from qsnn_deploy.training.lif_autograd import dropout, lif_sequence
@@ -132,7 +133,7 @@ class QSNN(nn.Module):
         kernels = [self.layer_weight(conv) for conv in self.convs]
         dense = self.layer_weight(self.fc)
         for t in range(steps):
-            h = x[:, t] if cfg.input_kind == "frames" else x
+            h = x[:, t] if cfg.encoding == FRAMES else x
             for i, kernel in enumerate(kernels):
                 cur = F.avg_pool2d(F.conv2d(h, kernel), 2)
                 if self.bns is not None:
@@ -164,10 +165,10 @@ class QSNN(nn.Module):
         steps = cfg.timesteps if timesteps is None else int(timesteps)
         x = torch.as_tensor(x)
         given = tuple(x.shape)
-        if cfg.input_kind == "static" and x.dim() == 3 and cfg.in_channels == 1:
+        if cfg.encoding == STATIC and x.dim() == 3 and cfg.in_channels == 1:
             x = x.unsqueeze(1)
         sample = (cfg.in_channels, cfg.input_size, cfg.input_size)
-        frames = cfg.input_kind == "frames"
+        frames = cfg.encoding == FRAMES
         if tuple(x.shape[2:] if frames else x.shape[1:]) != sample or x.dim() != (5 if frames else 4):
             layout = "(N, T, C, H, W) frames" if frames else "(N, C, H, W) images"
             raise QsnnError(f"input of shape {given} does not fit the model: expected {layout} with (C, H, W) = {sample}")
@@ -237,7 +238,7 @@ class QSNN(nn.Module):
         h: torch.Tensor | None = None  # spikes (T, B, C, H, W) into the next layer
         for i, conv in enumerate(self.convs):
             w = self.layer_weight(conv)
-            if i == 0 and cfg.input_kind == "static":
+            if i == 0 and cfg.encoding == STATIC:
                 # The image is the same at every step: its current is computed once.
                 cur = self._batch_norm(i, F.avg_pool2d(F.conv2d(x, w), 2), steps)
                 h, mem = self._lif(i, cur, steps)

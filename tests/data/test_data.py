@@ -36,7 +36,7 @@ def test_idx_round_trip(tmp_path: Path, gz: bool) -> None:
         s = load_split("fmnist", split, data_dir=tmp_path)
         images, labels = written[split]
         assert s.x.shape == (len(images), 1, 28, 28) and s.x.dtype == np.uint8
-        assert s.y.dtype == np.int64 and s.num_classes == 10 and s.kind == "static"
+        assert s.y.dtype == np.int64 and s.num_classes == 10 and s.encoding == "static"
         np.testing.assert_array_equal(s.x[:, 0], images)
         np.testing.assert_array_equal(s.y, labels.astype(np.int64))
         assert len(s) == len(images)
@@ -182,7 +182,7 @@ def test_dvs_frames_match_numpy_binning(tmp_path: Path, no_network: None) -> Non
     written = make_dvs_tree(tmp_path)
     s = load_split("dvs", "train", data_dir=tmp_path, timesteps=DVS_T)
     assert s.x.shape == (5, DVS_T, 2, 32, 32) and s.x.dtype == np.uint16
-    assert s.kind == "frames" and s.num_classes == 11
+    assert s.encoding == "frames" and s.num_classes == 11
     np.testing.assert_array_equal(s.y, [0, 1, 2, 0, 10])  # sorted by user folder, then label
     events = written["train"]["user01_fluorescent/1.npy"]  # short recording: zero-padded
     np.testing.assert_array_equal(s.x[1], reference_frames(events, DVS_T))
@@ -250,7 +250,7 @@ def test_synthetic_static() -> None:
     test = load_split("synthetic", "test", seed=5)
     other = load_split("synthetic", "train", seed=6)
     assert a.x.shape == (512, 1, 28, 28) and a.x.dtype == np.uint8 and len(test) == 256
-    assert a.kind == "static" and a.num_classes == 10
+    assert a.encoding == "static" and a.num_classes == 10
     np.testing.assert_array_equal(a.x, b.x)
     np.testing.assert_array_equal(a.y, b.y)
     assert not np.array_equal(a.x[:256], test.x)
@@ -275,7 +275,7 @@ def test_synthetic_frames() -> None:
     a = load_split("synthetic-frames", "train", timesteps=6, limit=20, seed=2)
     b = load_split("synthetic-frames", "train", timesteps=6, limit=20, seed=2)
     assert a.x.shape == (20, 6, 2, 32, 32) and a.x.dtype == np.uint16
-    assert a.kind == "frames" and a.num_classes == 11
+    assert a.encoding == "frames" and a.num_classes == 11
     np.testing.assert_array_equal(a.x, b.x)
     assert a.x.sum() > 0
 
@@ -285,7 +285,7 @@ def test_synthetic_frames() -> None:
 
 def small_split(n: int = 23) -> Split:
     x = np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1).repeat(2, axis=2)
-    return Split(x=x, y=np.arange(n, dtype=np.int64) % 3, num_classes=3, kind="static")
+    return Split(x=x, y=np.arange(n, dtype=np.int64) % 3, num_classes=3, encoding="static")
 
 
 def test_train_val_split() -> None:
@@ -336,9 +336,9 @@ def test_bad_arguments() -> None:
     with pytest.raises(DataError):
         load_split("synthetic", "train", seed=-1)
     with pytest.raises(DataError):
-        Split(x=np.zeros((2, 1, 4, 4), dtype=np.float32), y=np.zeros(2, dtype=np.int64), num_classes=2, kind="static")
+        Split(x=np.zeros((2, 1, 4, 4), dtype=np.float32), y=np.zeros(2, dtype=np.int64), num_classes=2, encoding="static")
     with pytest.raises(DataError):
-        Split(x=np.zeros((2, 1, 4, 4), dtype=np.uint8), y=np.zeros(3, dtype=np.int64), num_classes=2, kind="static")
+        Split(x=np.zeros((2, 1, 4, 4), dtype=np.uint8), y=np.zeros(3, dtype=np.int64), num_classes=2, encoding="static")
 
 
 def test_data_module_does_not_import_torch() -> None:

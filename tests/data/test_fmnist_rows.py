@@ -38,7 +38,7 @@ def test_loader_reads_idx_files_row_by_row(tmp_path: Path) -> None:
     for split in ("train", "test"):
         images, labels = written[split]
         got = load_split("fmnist-rows", split, data_dir=tmp_path)
-        assert isinstance(got, Split) and got.kind == "events"
+        assert isinstance(got, Split) and got.encoding == "frames" and got.x.dtype == np.uint8 and got.x.ndim == 3
         assert got.x.dtype == np.uint8 and got.x.shape == (len(images), 28, 16)
         np.testing.assert_array_equal(got.y, labels.astype(np.int64))
         for image, events in zip(images, got.x):
@@ -72,8 +72,8 @@ def test_missing_files_name_the_fmnist_folder(tmp_path: Path) -> None:
 
 
 def test_split_rejects_wrong_event_layout() -> None:
-    with pytest.raises(DataError, match="events split needs x of dtype uint8 with 3 dims"):
-        Split(x=np.zeros((2, 28, 16), np.uint16), y=np.zeros(2, np.int64), num_classes=10, kind="events")
+    with pytest.raises(DataError, match="frames split needs x of uint16 with 5 dims or uint8 with 3 dims, got uint16"):
+        Split(x=np.zeros((2, 28, 16), np.uint16), y=np.zeros(2, np.int64), num_classes=10, encoding="frames")
 
 
 @pytest.mark.skipif(not FMNIST_DIR.is_dir() and not os.environ.get("CI"), reason="Fashion-MNIST IDX files not installed")

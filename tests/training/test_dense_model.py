@@ -28,7 +28,7 @@ XYLO_IMU_HIDDEN = 496  # rockpool's Xylo IMU mapper: at most 496 hidden neurons
 
 
 def _small_config(**changes) -> ModelConfig:
-    base = dict(kind="dense", in_channels=16, hidden=(12, 8), num_classes=10, timesteps=28, input_kind="events")
+    base = dict(kind="dense", in_channels=16, hidden=(12, 8), num_classes=10, timesteps=28, encoding="frames")
     base.update(weight_bits=8, alpha=0.75, beta=0.875, threshold=1.0, input_divisor=15.0, batch_norm=False, dropout=0.0)
     base.update(changes)
     return ModelConfig(**base)
@@ -99,8 +99,8 @@ def test_wrong_input_shape_is_named() -> None:
     model = DenseSNN(_small_config())
     with pytest.raises(QsnnError, match=r"\(batch, 28 steps, 16 channels\)"):
         model(torch.zeros(2, 12, 16))
-    with pytest.raises(QsnnError, match="input_kind 'events'"):
-        _small_config(input_kind="static")
+    with pytest.raises(QsnnError, match="encoding 'frames'"):
+        _small_config(encoding="static")
 
 
 def test_train_resume_and_checkpoint_round_trip(runner, tmp_path: Path) -> None:

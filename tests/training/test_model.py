@@ -150,7 +150,7 @@ def test_frames_input_matches_per_step_loop():
         dropout=0.0,
         threshold=0.6,
         timesteps=12,
-        input_kind="frames",
+        encoding="frames",
         input_divisor=1.0,
     )
     model = _dyadic_model(cfg, seed=4).eval()
@@ -184,3 +184,17 @@ def test_predict_breaks_ties_towards_lowest_index():
     spikes[:, 0, 2] = 1
     assert predict(spikes).tolist() == [1, 0]
     assert np.argmax(np.array([0, 3, 3])) == 1  # the simulator's rule is NumPy's, the same
+
+
+@pytest.mark.parametrize(("kind", "encoding"), [("static", "static"), ("frames", "frames"), ("events", "frames")])
+def test_checkpoints_saved_with_input_kind_load_as_its_encoding(kind: str, encoding: str) -> None:
+    dense = dict(kind="dense", in_channels=16, hidden=(8,), num_classes=10, timesteps=28) if kind == "events" else {}
+    cfg = ModelConfig.from_dict({**dense, "input_kind": kind})
+    assert cfg.encoding == encoding and "input_kind" not in cfg.to_dict() and cfg.to_dict()["encoding"] == encoding
+
+
+def test_a_bad_legacy_input_kind_is_a_checkpoint_error() -> None:
+    from qsnn_deploy.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="bad input_kind 'video'"):
+        ModelConfig.from_dict({"input_kind": "video"})
