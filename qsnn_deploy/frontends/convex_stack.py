@@ -10,9 +10,10 @@ cannot exceed; the score bound is checked so it never saturates either) and its 
 score: with ``decay_mul = 0`` it is V[T-1] = W S_L[T-1] + b (features at the last step); with
 ``decay_mul = 2^k`` (beta = 1) it is V[T-1] = W sum_t S_L[t] + T b (spike counts; b is a per-step bias).
 
-**Pruning.** A feature neuron whose readout column is zero is removed, then every hidden neuron
-whose outgoing weights to the kept neurons are all zero, layer by layer towards the input: the
-deployed graph holds only the neurons the readout needs, and computes the same scores.
+**Pruning** (:func:`qsnn_deploy.passes.prune.prune_unread_neurons`). A feature neuron whose readout
+column is zero is removed, then every hidden neuron whose outgoing weights to the kept neurons are
+all zero, layer by layer towards the input: the deployed graph holds only the neurons the readout
+needs, and computes the same scores.
 
 The model is read by duck typing (``model.config``, ``model.hidden``, ``model.readout_weight``,
 ``model.readout_bias``): the core does not import training.
@@ -20,25 +21,17 @@ The model is read by duck typing (``model.config``, ``model.hidden``, ``model.re
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from qsnn_deploy.encodings import FRAMES
-from qsnn_deploy.errors import TargetError
+from qsnn_deploy.errors import GraphError, TargetError
 from qsnn_deploy.ir import LIF, Flatten, Graph, Input, IntTensor, Linear, Output
 from qsnn_deploy.ir.dtypes import IntType
+from qsnn_deploy.passes.prune import prune_unread_neurons
 from qsnn_deploy.targets import TargetProfile, load_target
-
-
-def prune_masks(dense: list[np.ndarray], readout: np.ndarray) -> list[np.ndarray]:
-    """Per hidden layer, a bool mask of the neurons kept (those with a path to a nonzero readout weight)."""
-    keep = np.abs(readout).sum(axis=0) > 0
-    masks = [keep]
-    for w in reversed(dense[1:]):
-        keep = np.abs(w[masks[0]]).sum(axis=0) > 0
-        masks.insert(0, keep)
-    return masks
 
 
 def freeze_stack(model: Any, target: TargetProfile | str = "seq-core", *, prune: bool = True) -> Graph:
@@ -51,32 +44,28 @@ def freeze_stack(model: Any, target: TargetProfile | str = "seq-core", *, prune:
     dense = hidden.dense()
     readout_w = np.asarray(model.readout_weight, np.int64)
     readout_b = np.asarray(model.readout_bias, np.int64)
-    masks = prune_masks(dense, readout_w) if prune else [np.ones(w.shape[0], bool) for w in dense]
     in_type = IntType(1, False) if cfg.input_max <= 1 else target.input
     nodes: list[tuple[str, Any]] = [
         ("input", Input(shape=(cfg.input_size, 1, 1), dtype=in_type, encoding=FRAMES)),
         ("flatten", Flatten()),
     ]
-    prev = np.ones(cfg.input_size, bool)
     state = arith.state
-    for i, (w, b, theta, keep) in enumerate(zip(dense, hidden.biases, hidden.thresholds, masks)):
-        if not keep.any():
-            raise TargetError("every readout weight is zero: the pruned network has no neurons (choose a smaller strength)")
-        n = int(keep.sum())
-        nodes.append((f"fc{i + 1}", Linear(weight=IntTensor(w[keep][:, prev], target.weight))))
+    if not readout_w.any():
+        raise TargetError("every readout weight is zero: the pruned network has no neurons (choose a smaller strength)")
+    for i, (w, b, theta) in enumerate(zip(dense, hidden.biases, hidden.thresholds)):
+        nodes.append((f"fc{i + 1}", Linear(weight=IntTensor(w, target.weight))))
         lif = LIF(
-            threshold=IntTensor(np.full(n, theta, np.int64), state),
-            bias=IntTensor(b.reshape(-1)[keep], state),
+            threshold=IntTensor(np.full(w.shape[0], theta, np.int64), state),
+            bias=IntTensor(b.reshape(-1), state),
             decay_mul=cfg.decay_mul,
             **arith.fields(),
         )
         nodes.append((f"lif{i + 1}", lif))
-        prev = keep
     steps = cfg.timesteps if cfg.features == "count" else 1  # the readout integrates W S + b at every step
     score_bound = (int(np.abs(readout_w).sum(axis=1).max()) + int(np.abs(readout_b).max())) * steps
     if score_bound >= state.max:
         raise TargetError(f"readout scores reach {score_bound}, beyond the state type {state.name}")
-    nodes.append(("readout", Linear(weight=IntTensor(readout_w[:, prev], target.weight))))
+    nodes.append(("readout", Linear(weight=IntTensor(readout_w, target.weight))))
     fields = arith.fields()
     nodes.append(
         (
@@ -94,10 +83,17 @@ def freeze_stack(model: Any, target: TargetProfile | str = "seq-core", *, prune:
         "producer": "qsnn-deploy freeze (convex witness stacks)",
         "target": target.name,
         "model_config": {**cfg.to_dict(), "dataset": getattr(model, "dataset", None)},
-        "kept_neurons": [int(m.sum()) for m in masks],
-        "neurons_before_pruning": [int(m.size) for m in masks],
+        "neurons_before_pruning": [int(w.shape[0]) for w in dense],
     }
-    return Graph.sequential(nodes, metadata, timesteps=cfg.timesteps)
+    graph = Graph.sequential(nodes, metadata, timesteps=cfg.timesteps)
+    if not prune:
+        return graph
+    try:
+        pruned = prune_unread_neurons(graph)
+    except GraphError as exc:
+        raise TargetError(f"the pruned network has an empty layer ({exc}); choose a smaller strength") from None
+    kept = [int(pruned.nodes[f"lif{i + 1}"].threshold.shape[0]) for i in range(len(dense))]
+    return dataclasses.replace(pruned, metadata={**pruned.metadata, "kept_neurons": kept})
 
 
-__all__ = ["freeze_stack", "prune_masks"]
+__all__ = ["freeze_stack"]
