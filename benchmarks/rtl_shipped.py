@@ -106,7 +106,8 @@ def print_table(args, golden: dict, core: dict, stats: list[dict], problems: lis
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT / "tests"))  # the cycle formula lives in tests/test_export_verilog.py
+    # the cycle formula lives in tests/exporters/test_export_verilog.py
+    sys.path[:0] = [str(ROOT / "tests" / "exporters"), str(ROOT / "tests")]
     from qsnn_deploy.app.loading import load_deployable
     from qsnn_deploy.data.loaders import load_fmnist_test_or_subset
     from qsnn_deploy.exporters import export
