@@ -13,7 +13,7 @@ and on the same test images, it measures
 
 and checks that the C model is bit-identical to the simulator on every image: ``make test``
 compares every layer's spikes at every step and the output counts. The golden vectors come
-from the fast backend (equal to the reference backend bit for bit, tests/test_sim.py), which
+from the fast backend (equal to the reference backend bit for bit, tests/sim/test_sim.py), which
 keeps the benchmark to a minute or two. Memory: ``size`` of the compiled ``model.o`` (text
 holds the code and the weight tables, bss the membranes, spikes and sums) beside the
 simulator's memory figure (``qsnn-deploy simulate``: weights, membranes, thresholds and

@@ -82,3 +82,18 @@ def test_tests_mirror_the_package() -> None:
         seen[path.name] = rel
     assert not misplaced, f"test modules outside a folder named after a subpackage of qsnn_deploy: {misplaced}"
     assert not clashes, f"test modules with the same basename: {clashes}"
+
+
+def test_every_test_file_the_docs_name_exists() -> None:
+    import re
+
+    texts = [*ROOT.glob("*.md"), *(ROOT / "docs").glob("*.md"), *(ROOT / "benchmarks").glob("*.py"), *(ROOT / "examples").rglob("*.py")]
+    missing = sorted(
+        {
+            f"{path.relative_to(ROOT)}: {ref}"
+            for path in texts
+            for ref in re.findall(r"tests/[\w/]+\.py", path.read_text())
+            if not (ROOT / ref).exists()
+        }
+    )
+    assert not missing, "\n".join(missing)
