@@ -237,6 +237,8 @@ def to_nir(graph: Graph, *, dialect: str = "norse") -> Any:
         "readout": chain[-1][1].readout,
         "source_metadata": json.dumps(dict(graph.metadata), sort_keys=True, default=str),
     }
+    if graph.timesteps is not None:  # NIR has no notion of a run length; a reader needs T for the spike counts
+        metadata["timesteps"] = graph.timesteps
     edges = [(a, b) for (a, _), (b, _) in zip(chain, chain[1:])]
     try:
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=True)

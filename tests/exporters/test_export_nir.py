@@ -92,6 +92,16 @@ def test_metadata_carries_the_integer_contract(tmp_path, dialect: str) -> None:
         np.testing.assert_allclose(conv.weight, weights * gain, rtol=1e-6)
 
 
+def test_graph_metadata_states_t_only_when_the_graph_does(tmp_path) -> None:
+    import dataclasses
+
+    graph = _graph()
+    with_t = nir.read(export_nir(dataclasses.replace(graph, timesteps=37), tmp_path / "t.nir"))
+    without = nir.read(export_nir(dataclasses.replace(graph, timesteps=None), tmp_path / "none.nir"))
+    assert int(with_t.metadata["timesteps"]) == 37 and "timesteps" not in without.metadata
+    assert with_t.metadata["format"] == "qsnn-deploy-nir" and with_t.metadata["readout"] == "spike_count"
+
+
 def test_leak_free_layers_become_if_neurons(tmp_path) -> None:
     graph = _graph(beta=1.0)
     back = nir.read(export_nir(graph, tmp_path / "g.nir"))
