@@ -207,3 +207,31 @@ def test_tune_workers_share_the_precision():
     _check_settings(_Study(old), fp32)
     with pytest.raises(QsnnError, match="precision"):
         study_settings("fmnist-int4", precision="fp16", **kwargs)
+
+
+def test_tune_trains_its_trials_in_the_study_precision(runner, tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    tiny = ["--epochs-per-trial", "1", "--limit-train", "40", "--limit-test", "16", "--data", "synthetic", "--timesteps", "2", "--quiet"]
+    res = runner.invoke(
+        cli,
+        [
+            "tune",
+            "--study",
+            "s",
+            "--storage",
+            url,
+            "--trials",
+            "1",
+            "--precision",
+            "bf16",
+            *tiny,
+            "--report",
+            "--report-dir",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "r" / "best_config.json").read_text())
+    assert config["train"]["precision"] == "bf16"  # the best config trains as its trial did
+    res = runner.invoke(cli, ["tune", "--study", "s", "--storage", url, "--trials", "2", *tiny])
+    assert res.exit_code == 1 and "precision: study 'bf16', this worker 'fp32'" in res.output
