@@ -12,7 +12,8 @@ The rounds are interleaved (one step of each path per round), so a change in the
 load hits all three alike; it prints the median s/batch and the speed-up over the per-step
 loop. Then, on one batch with the weights of ``--checkpoint`` (default: the shipped model),
 it compares a bf16 training step with the fp32 one: the share of identical spikes per layer
-and the cosine similarity of each parameter's gradient. Run it with the allocator setting
+and of identical predictions, and the cosine similarity of each parameter's gradient; the
+same for a float64 step, which shows how far float rounding alone moves a spiking net. Run it with the allocator setting
 the CLI uses (it re-executes itself with it)::
 
     python benchmarks/train_speed.py [--timesteps 100] [--batch-size 128] [--repeats 3]
@@ -76,27 +77,39 @@ def time_paths(model, x, y, loss_fn, lr: float, repeats: int) -> dict[str, list[
     return times
 
 
-def agreement(model, x, y, loss_fn) -> tuple[list[float], dict[str, float]]:
-    """(share of identical spikes per layer, gradient cosine per parameter): bf16 vs fp32 on one training step."""
+def agreement(model, x, y, loss_fn) -> dict[str, tuple[list[float], float, dict[str, float]]]:
+    """bf16 vs fp32, and fp64 vs fp32 for scale, on one training step from the same weights and batch.
+
+    Per variant: (share of identical spikes per layer, share of identical predictions, cosine
+    similarity of each parameter's gradient with fp32's).
+    """
     import torch
     import torch.nn.functional as F
 
+    from qsnn_deploy.training.model import QSNN, predict
     from qsnn_deploy.training.precision import training_precision
 
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    runs = []
-    for precision in ("fp32", "bf16"):
-        model.load_state_dict(state)  # the same weights and BN statistics
-        model.zero_grad(set_to_none=True)
+    def run(net, precision):
+        net.zero_grad(set_to_none=True)
         torch.manual_seed(0)  # the same dropout masks
-        with training_precision(model, precision):
-            rec = model(x, record=True)
+        with training_precision(net, precision):
+            rec = net(x, record=True)
             loss_fn(rec.spikes[-1], y).backward()
-        runs.append((rec.spikes, {n: p.grad.flatten().clone() for n, p in model.named_parameters()}))
-    model.load_state_dict(state)
-    (s32, g32), (s16, g16) = runs
-    same = [float((a == b).float().mean()) for a, b in zip(s32, s16)]
-    return same, {n: float(F.cosine_similarity(g32[n], g16[n], dim=0)) for n in g32}
+        return [s.float() for s in rec.spikes], {n: p.grad.flatten().double() for n, p in net.named_parameters()}
+
+    def twin(dtype):  # every variant starts from the same weights and BatchNorm statistics
+        net = QSNN(model.config).to(dtype).train()
+        net.load_state_dict(model.state_dict())
+        return net
+
+    s32, g32 = run(twin(torch.float32), "fp32")
+    out = {}
+    for name, dtype, precision in (("bf16", torch.float32, "bf16"), ("fp64", torch.float64, "fp32")):
+        spikes, grads = run(twin(dtype), precision)
+        same = [float((a == b).float().mean()) for a, b in zip(s32, spikes)]
+        predictions = float((predict(s32[-1]) == predict(spikes[-1])).float().mean())
+        out[name] = (same, predictions, {n: float(F.cosine_similarity(g32[n], grads[n], dim=0)) for n in g32})
+    return out
 
 
 def main() -> None:
@@ -144,10 +157,14 @@ def main() -> None:
         weights = f"weights of {args.checkpoint}"
     else:
         weights = "initial weights (no --checkpoint)"
-    same, cosines = agreement(model, x, y, loss_fn)
-    print(f"bf16 vs fp32 training step on this batch, {weights}:")
-    print("  identical spikes per layer: " + ", ".join(f"lif{i + 1} {s:.4%}" for i, s in enumerate(same)))
-    print("  gradient cosine similarity: " + ", ".join(f"{n} {c:.4f}" for n, c in cosines.items()))
+    print(f"one training step on this batch vs fp32's, {weights} (fp64: what float rounding alone does):")
+    for name, (same, predictions, cosines) in agreement(model, x, y, loss_fn).items():
+        print(
+            f"  {name}: identical spikes "
+            + ", ".join(f"lif{i + 1} {s:.2%}" for i, s in enumerate(same))
+            + f"; predictions {predictions:.2%}"
+        )
+        print("        gradient cosine " + ", ".join(f"{n.removesuffix('.weight')} {c:.4f}" for n, c in cosines.items()))
 
 
 if __name__ == "__main__":
