@@ -16,7 +16,7 @@ and of identical predictions, and the cosine similarity of each parameter's grad
 same for a float64 step, which shows how far float rounding alone moves a spiking net. Run it with the allocator setting
 the CLI uses (it re-executes itself with it)::
 
-    python benchmarks/train_speed.py [--timesteps 100] [--batch-size 128] [--repeats 3]
+    python benchmarks/train_speed.py [--timesteps 100] [--batch-size 128] [--repeats 3] [--threads N]
 """
 
 from __future__ import annotations
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--data", default="fmnist", help="fmnist (real images if installed) or synthetic")
+    parser.add_argument("--threads", type=int, default=None, help="torch and Numba threads (default: theirs, one per core)")
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED if SHIPPED.is_file() else None, help="weights of the agreement check")
     args = parser.parse_args()
 
@@ -134,6 +135,11 @@ def main() -> None:
     from qsnn_deploy.training.config import get_preset, override
     from qsnn_deploy.training.model import QSNN
 
+    if args.threads is not None:  # fewer threads than cores: less exposed to other processes on a shared machine
+        import numba
+
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
     preset = get_preset("fmnist-int4")
     cfg = override(preset.model, timesteps=args.timesteps)
     x, y, data = _batch(args)
