@@ -5,8 +5,8 @@ loop's. ``bf16`` runs the two matrix products that dominate a step at T=100 in b
 
 - the time-batched conv (layer 2 of the FMNIST net, over all T*B spike maps): forward and
   the input gradient in BF16, the weight gradient in fp32 (:class:`_BF16Conv2d`). Measured
-  here (AVX512-BF16, no AMX), oneDNN's BF16 weight gradient of this conv is ~1.5x *slower*
-  than fp32's, while its forward and input gradient are 1.2-1.8x faster;
+  here (AVX512-BF16, no AMX), oneDNN's BF16 weight gradient of this conv is ~2x *slower*
+  than fp32's, while its forward and input gradient are 1.7x and 1.2x faster (docs/tune.md);
 - the dense layer, under ``torch.autocast("cpu", dtype=torch.bfloat16)``: forward and both
   gradients faster in BF16.
 
@@ -21,8 +21,8 @@ What stays fp32, and why:
   grow with every step to a sizeable share of the threshold, and every membrane that then
   sits on the other side of the threshold flips a spike and everything downstream of it;
 - **BatchNorm** statistics, the **loss**, the **optimiser** and its master weights: the
-  parameters, their gradients and Adam's moments are fp32; only the operands of the two
-  products are rounded to BF16 (oneDNN accumulates the products in fp32);
+  parameters, their gradients and Adam's moments are fp32; only the operands and results of
+  the two products are rounded to BF16 (oneDNN sums in fp32 and rounds each result once);
 - **weight quantisation**: Brevitas fake-quantises the fp32 weight exactly as in an fp32
   run (``QSNN.layer_weight``), and only then is the quantised (and pool-folded) weight cast
   to BF16, which moves each value by at most 2^-9 of itself; the grid itself is unchanged.
