@@ -22,12 +22,13 @@ DATASETS = DATASET_NAMES
 #: network kinds: the conv QSNN of the paper (training/model.py) and the dense current-based
 #: SNN for Xylo (training/model_dense.py)
 MODEL_KINDS = ("conv", "dense")
-
-
 #: keys older checkpoints store, translated by :meth:`ModelConfig.from_dict`
 _LEGACY_KEYS = ("input_scale", "input_kind")
 #: input_kind -> encoding: "events" (per-step vectors) is a frames encoding of shape (C,)
 _LEGACY_INPUT_KINDS = {"static": STATIC, "frames": FRAMES, "events": FRAMES}
+#: float precisions of the fast training forward (qsnn_deploy.training.precision): fp32, spike
+#: for spike the per-step loop's; bf16, the time-batched conv and the dense layer in bfloat16
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,8 @@ class TrainConfig:
     #: with no validation and hence no early stopping
     val_fraction: float = 0.1
     seed: int = 0
+    #: precision of the training steps' forward and backward (PRECISIONS); evaluation is fp32
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -190,6 +193,8 @@ class TrainConfig:
             raise QsnnError("batch_size must be >= 1 and epochs >= 0")
         if not 0.0 <= self.val_fraction < 1.0:
             raise QsnnError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        if self.precision not in PRECISIONS:
+            raise QsnnError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -295,4 +300,5 @@ __all__ = [
     "override",
     "SCHEDULES",
     "DATASETS",
+    "PRECISIONS",
 ]

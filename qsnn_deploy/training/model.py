@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from qsnn_deploy.encodings import FRAMES, STATIC
 from qsnn_deploy.errors import QsnnError
+from qsnn_deploy.training import precision as prec
 from qsnn_deploy.training.config import ModelConfig
 from qsnn_deploy.training.lif_autograd import dropout, lif_sequence
 
@@ -98,6 +99,9 @@ class QSNN(nn.Module):
         self.lifs = nn.ModuleList(_make_leaky(config) for _ in range(len(config.conv_channels) + 1))
         # qsnn_deploy.training.finetune.TargetArithmetic: run the LIF layers as a target core does (None: float)
         self.target_arithmetic: Any = None
+        #: the fast forward's precision, one of config.PRECISIONS (qsnn_deploy.training.precision);
+        #: the trainer sets it for the training steps only
+        self.precision = "fp32"
 
     # -- parameters as the forward passes see them ------------------------------------
     def layer_weight(self, layer: nn.Module) -> torch.Tensor:
@@ -201,6 +205,8 @@ class QSNN(nn.Module):
         if not self.training:
             flat = cur.flatten(0, 1) if cur.dim() == 5 else cur
             return F.batch_norm(flat, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps).view_as(cur)
+        if cur.dim() == 5 and self.precision != "fp32":
+            return prec.batch_norm_over_steps(bn, cur)
         if cur.dim() == 4:
             with torch.no_grad():
                 # T-1 of the T steps see the same batch: apply their identical running-stat
@@ -247,13 +253,13 @@ class QSNN(nn.Module):
                 # channels-last: oneDNN's fastest layout for this conv here (2x on fwd+bwd)
                 flat = src.reshape(-1, *src.shape[2:]).contiguous(memory_format=torch.channels_last)
                 kernel = fold_avgpool2x2(w).contiguous(memory_format=torch.channels_last)
-                cur = F.conv2d(flat, kernel, stride=2).contiguous()
+                cur = prec.conv2d(flat, kernel, 2, self.precision).contiguous()
                 cur = self._batch_norm(i, cur.view(steps, -1, *cur.shape[1:]), steps)
                 h, mem = self._lif(i, cur)
             spikes.append(h)
             mems.append(mem)
         dense_in = dropout(h.flatten(2), self.config.dropout, self.training)
-        cur = F.linear(dense_in, self.layer_weight(self.fc), self.fc.bias)
+        cur = prec.linear(dense_in, self.layer_weight(self.fc), self.fc.bias, self.precision)
         out, mem = self._lif(len(self.convs), cur)
         spikes.append(out)
         mems.append(mem)

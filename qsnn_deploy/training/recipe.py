@@ -80,6 +80,7 @@ def resolve_recipe(
         train_cfg = finetune_config(
             base, epochs=train_changes.pop("epochs", None), lr=train_changes.pop("lr", None), schedule=train_changes.pop("schedule", None)
         )
+        train_cfg = override(train_cfg, precision="fp32")  # the target's arithmetic needs fp32 currents, however MODEL was trained
         target = target or FINETUNE_DEFAULT_TARGET
     return RunRecipe(
         model=override(model_cfg, **model_changes),

@@ -212,7 +212,15 @@ class _Run:
         self.log(f"epoch 0 (start of fine-tuning on {self.target.name}): val {val_acc:.4f} test {test_acc:.4f}")
 
     def fit_epoch(self, epoch: int) -> tuple[float, float]:
-        """One epoch of training; (mean loss, training accuracy)."""
+        """One epoch of training in the run's precision; (mean loss, training accuracy)."""
+        from qsnn_deploy.training.precision import training_precision
+
+        model = self.model
+        model.train(self.target is None)  # target arithmetic needs BN's running statistics and no dropout
+        with training_precision(model, self.tcfg.precision):  # the steps only: evaluation stays fp32
+            return self._fit_batches(epoch)
+
+    def _fit_batches(self, epoch: int) -> tuple[float, float]:
         import torch
         from tqdm import tqdm
 
@@ -221,7 +229,6 @@ class _Run:
         from qsnn_deploy.training.schedules import learning_rate
 
         tcfg, state, model = self.tcfg, self.state, self.model
-        model.train(self.target is None)  # target arithmetic needs BN's running statistics and no dropout
         losses, correct, seen = [], 0, 0
         batches = iterate_batches(self.train_split, tcfg.batch_size, shuffle=True, seed=tcfg.seed, epoch=epoch)
         bar = tqdm(batches, total=self.iters_per_epoch, desc=f"epoch {epoch}", leave=False, disable=not self.progress, position=1)
@@ -322,6 +329,15 @@ def _fit_epochs(run: _Run, last_epoch: int, on_epoch: Callable[[dict[str, Any]],
         epoch_bar.set_postfix(val=_accuracy_text(val_acc), best=f"{_accuracy_text(run.state['best_val_acc'])}@{run.state['best_epoch']}")
 
 
+def _check_precision(plan: Plan) -> None:
+    """bf16 is the conv QSNN's, and not for a fine-tune, whose currents must be the deployment's."""
+    precision = plan.train_cfg.precision
+    if precision != "fp32" and plan.target is not None:
+        raise QsnnError(f"precision {precision}: a fine-tune runs the target's integer arithmetic on fp32 currents; use fp32")
+    if precision != "fp32" and plan.model_cfg.kind != "conv":
+        raise QsnnError(f"precision {precision} is implemented for the conv QSNN only, not for a {plan.model_cfg.kind} model")
+
+
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -364,6 +380,7 @@ def train(
     )
     torch.manual_seed(plan.train_cfg.seed)
     splits = _load_data(plan, data_dir)
+    _check_precision(plan)
     if plan.target is not None:
         plan.target = load_target(plan.target)
     out.mkdir(parents=True, exist_ok=True)  # only once the data loaded: a failed start leaves no empty run folder

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from qsnn_deploy.errors import QsnnError
-from qsnn_deploy.training.config import get_preset, override
+from qsnn_deploy.training.config import PRECISIONS, get_preset, override
 from qsnn_deploy.training.tune_space import SEARCH_SPACE, Dimension, split_params
 
 PRUNERS = ("median", "hyperband")
@@ -35,6 +35,8 @@ _OPEN_ATTEMPTS = 4
 DEFAULT_MAX_FAILURES = 5
 #: states that count towards a study's requested number of trials
 FINISHED = ("COMPLETE", "PRUNED")
+#: study settings added later, with the value older studies ran with
+_SETTING_DEFAULTS = {"precision": "fp32"}
 
 
 def default_storage(study: str) -> str:
@@ -117,7 +119,8 @@ def make_objective(settings: dict[str, Any], space: tuple[Dimension, ...], data_
     def score(trial: optuna.Trial) -> float:
         model_params, train_params = split_params({d.name: d.suggest(trial) for d in space})
         model_cfg = override(p.model, timesteps=settings["timesteps"], **model_params)
-        train_cfg = override(p.train, **train_params, epochs=settings["epochs_per_trial"], seed=trial.number, dataset=settings["data"])
+        changes = dict(epochs=settings["epochs_per_trial"], seed=trial.number, dataset=settings["data"], precision=settings["precision"])
+        train_cfg = override(p.train, **train_params, **changes)
 
         def on_epoch(row: dict[str, Any]) -> None:
             val = row["val_acc"]
@@ -163,12 +166,22 @@ def make_objective(settings: dict[str, Any], space: tuple[Dimension, ...], data_
 
 
 def study_settings(
-    preset: str, *, epochs_per_trial: int, limit_train: int | None, data: str | None, timesteps: int | None, target: Any, space
+    preset: str,
+    *,
+    epochs_per_trial: int,
+    limit_train: int | None,
+    data: str | None,
+    timesteps: int | None,
+    target: Any,
+    space,
+    precision: str = "fp32",
 ) -> dict:
     """What every trial of a study shares; workers of one study must agree on it."""
     get_preset(preset)
     if epochs_per_trial < 1:
         raise QsnnError(f"epochs per trial must be >= 1, got {epochs_per_trial}")
+    if precision not in PRECISIONS:
+        raise QsnnError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     target_name = target if target is None or isinstance(target, str) else target.name
     return {
         "preset": preset,
@@ -178,6 +191,7 @@ def study_settings(
         "timesteps": timesteps,
         "target": target_name,
         "space": {d.name: d.to_dict() for d in space},
+        "precision": precision,
     }
 
 
@@ -187,6 +201,7 @@ def _check_settings(study: Any, settings: dict[str, Any]) -> None:
     if stored is None:
         study.set_user_attr("settings", settings)
         return
+    stored = {**_SETTING_DEFAULTS, **stored}  # studies begun before a setting existed ran its default
     differ = [f"{k}: study {stored.get(k)!r}, this worker {v!r}" for k, v in settings.items() if stored.get(k) != v]
     if differ:
         raise QsnnError(f"study {study.study_name!r} was started with other settings; " + "; ".join(differ))
@@ -227,6 +242,7 @@ def run_tune(
     space: tuple[Dimension, ...] = SEARCH_SPACE,
     target: Any = None,
     pruner: str = "median",
+    precision: str = "fp32",
     heartbeat: int | None = DEFAULT_HEARTBEAT,
     max_failures: int = DEFAULT_MAX_FAILURES,
     progress: bool = False,
@@ -241,9 +257,8 @@ def run_tune(
     import optuna
     from tqdm import tqdm
 
-    settings = study_settings(
-        preset, epochs_per_trial=epochs_per_trial, limit_train=limit_train, data=data, timesteps=timesteps, target=target, space=space
-    )
+    shared = dict(epochs_per_trial=epochs_per_trial, limit_train=limit_train, data=data, timesteps=timesteps, target=target)
+    settings = study_settings(preset, **shared, space=space, precision=precision)
     s = optuna.create_study(
         study_name=study,
         storage=open_storage(storage or default_storage(study), heartbeat),

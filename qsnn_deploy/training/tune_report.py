@@ -73,6 +73,8 @@ def best_run_config(study: Any) -> RunConfig:
         model["timesteps"] = settings["timesteps"]
     if settings.get("data") is not None:
         train["dataset"] = settings["data"]
+    if settings.get("precision", "fp32") != "fp32":  # the trials' precision: the config trains as they did
+        train["precision"] = settings["precision"]
     source = {"study": study.study_name, "trial": best.number, "value": best.value, "seed": best.user_attrs.get("seed")}
     source.update({k: settings.get(k) for k in ("epochs_per_trial", "limit_train", "target")})
     return RunConfig(settings.get("preset"), model, train, source)

@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from qsnn_deploy.app.options import data_options
-from qsnn_deploy.training.config import SCHEDULES
+from qsnn_deploy.training.config import PRECISIONS, SCHEDULES
 from qsnn_deploy.training.convex.methods import METHODS  # the method registry (light: no torch, no cvxpy)
 
 #: flags that override the model config and the training config, by field name
 MODEL_FLAGS = ("timesteps", "weight_bits")
-TRAIN_FLAGS = ("epochs", "batch_size", "lr", "schedule", "patience", "seed")
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "schedule", "patience", "seed", "precision")
 #: options of the convex stack methods (docs/convex.md)
 STACK_FLAGS = ("stacks", "widths", "features", "loss", "penalty", "solver", "strengths")
 
@@ -30,6 +30,13 @@ STACK_FLAGS = ("stacks", "widths", "features", "loss", "penalty", "solver", "str
 @click.option("--limit-train", type=int, default=None, help="Use N training samples (before the validation split).")
 @click.option("--limit-test", type=int, default=None)
 @click.option("--seed", type=int, default=None)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=None,
+    help="Training steps in fp32 (exact) or bf16 (the big conv and the dense layer in bfloat16; docs/tune.md). "
+    "Kept on --resume; evaluation is fp32.  [default: fp32]",
+)
 @data_options
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @click.option("--force", is_flag=True, help="Start over even if --out holds a run.")

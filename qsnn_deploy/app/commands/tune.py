@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from qsnn_deploy.app.options import data_options
+from qsnn_deploy.training.config import PRECISIONS
 from qsnn_deploy.training.tune import DEFAULT_HEARTBEAT, DEFAULT_MAX_FAILURES, PRUNERS
 
 #: exit status after Ctrl-C (128 + SIGINT), as a shell reports it
@@ -33,6 +34,9 @@ INTERRUPTED = 130
 )
 @click.option("--target", default=None, help="Score trials by the deployed integer accuracy on this target (name or JSON).")
 @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True)
+@click.option(
+    "--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="Each trial's training precision (as in train)."
+)
 @click.option(
     "--heartbeat", type=click.IntRange(min=1), default=DEFAULT_HEARTBEAT, show_default=True, help="Seconds between heartbeats (RDB)."
 )
