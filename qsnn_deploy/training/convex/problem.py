@@ -122,9 +122,18 @@ def solve_cvxpy(phi: np.ndarray, y: np.ndarray, classes: int, *, loss: str, pena
 
 
 def solve(
-    phi: np.ndarray, y: np.ndarray, classes: int, *, loss: str, penalty: str, lam: float, solver: str = "auto", init: Readout | None = None
+    phi: np.ndarray,
+    y: np.ndarray,
+    classes: int,
+    *,
+    loss: str,
+    penalty: str,
+    lam: float,
+    solver: str = "auto",
+    init: Readout | None = None,
+    max_iter: int = 1000,
 ) -> Readout:
-    """Solve with ``solver`` (``auto``: cvxpy for hinge or small problems, FISTA otherwise)."""
+    """Solve with ``solver`` (``auto``: cvxpy for hinge or small problems, FISTA otherwise; ``max_iter``: FISTA's)."""
     if solver not in SOLVERS:
         raise QsnnError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver == "auto":
@@ -133,7 +142,7 @@ def solve(
         return solve_cvxpy(phi, y, classes, loss=loss, penalty=penalty, lam=lam)
     from qsnn_deploy.training.convex.fista import solve_fista
 
-    return solve_fista(phi, y, classes, loss=loss, penalty=penalty, lam=lam, init=init)
+    return solve_fista(phi, y, classes, loss=loss, penalty=penalty, lam=lam, init=init, max_iter=max_iter)
 
 
 def lambda_max(phi: np.ndarray, y: np.ndarray, classes: int, penalty: str) -> float:
@@ -180,6 +189,7 @@ def fit_path(
     ratio: float = 1e-3,
     solver: str = "auto",
     evaluate: Any = None,
+    max_iter: int = 1000,
 ) -> PathResult:
     """Solve for ``strengths`` values from lambda_max down to ratio * lambda_max; pick by validation.
 
@@ -195,7 +205,7 @@ def fit_path(
     best: tuple[float, Readout] | None = None
     points, init = [], None
     for lam in grid:
-        readout = solve(phi, y, classes, loss=loss, penalty=penalty, lam=lam, solver=solver, init=init)
+        readout = solve(phi, y, classes, loss=loss, penalty=penalty, lam=lam, solver=solver, init=init, max_iter=max_iter)
         init = readout
         acc = evaluate(readout, phi_val, y_val)
         points.append(PathPoint(lam, acc, int(readout.active().sum()), readout.certificate_value, readout.seconds))
