@@ -304,6 +304,10 @@ def lower(graph: Graph) -> Lowered:
     except TargetError as exc:
         raise ExportError(f"C export: {exc}") from None
     chain, shapes = graph.chain(), graph.shapes()
+    if chain[-1][1].readout != "spike_count":  # the C API returns uint32 spike counts
+        raise ExportError(
+            f"C export: the model returns output spike counts; an Output with readout {chain[-1][1].readout!r} is not implemented"
+        )
     inp: Input = graph.input
     if inp.dtype.bits > 32:
         raise ExportError(f"C export: input type {inp.dtype.name} is wider than 32 bits")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qsnn_deploy.data.loaders import load_split, train_val_split
-from qsnn_deploy.errors import GraphError, TargetError
+from qsnn_deploy.errors import ExportError, GraphError, TargetError
 from qsnn_deploy.sim.simulator import simulate
 
 FEATURES = 8 * 4 * 4  # lif2 of the tiny model: 8 channels of 4 x 4
@@ -93,6 +93,29 @@ def test_refit_graph_exports_and_round_trips(refit_run, tmp_path) -> None:
     assert graph2 == dep.graph and target.name == "int4-core"
     assert np.array_equal(np.stack([g["output_counts"] for g in meta["golden"]]), scores[:3])
     assert np.array_equal(run_onnx(export(dep.graph, "onnx", tmp_path / "m.onnx", timesteps=4), x, 4)[0], scores)
+    _check_qonnx(export(dep.graph, "qonnx", tmp_path / "m.qonnx.onnx", timesteps=4), x[:2], scores[:2])
+    import nir
+
+    nir_graph = nir.read(export(dep.graph, "nir", tmp_path / "m.nir", timesteps=4))
+    assert nir_graph.metadata["readout"] == "membrane" and "scores" in nir_graph.nodes
+    for fmt in ("c", "verilog"):  # they stream out spike counts: a membrane readout is refused, not exported wrong
+        with pytest.raises(ExportError, match="readout 'membrane' is not implemented"):
+            export(dep.graph, fmt, tmp_path / fmt, timesteps=4, golden=x[:2])
+        assert not (tmp_path / fmt).exists()
+
+
+def _check_qonnx(path, x, scores) -> None:
+    import onnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from qsnn_deploy.exporters._onnx_time import drive_step_model
+
+    wrapper = ModelWrapper(onnx.load(path))
+    contract = json.loads({p.key: p.value for p in wrapper.model.metadata_props}["qsnn_deploy"])
+    for i in range(len(x)):  # the QONNX model has a fixed batch of one
+        got, _ = drive_step_model(lambda feeds: execute_onnx(wrapper, feeds), contract, x[i : i + 1], 4, x_dtype=np.float32)
+        assert np.array_equal(got, scores[i : i + 1])
 
 
 def test_cli_trains_sg_cvx_from_a_conv_checkpoint(runner, tmp_path, base_ckpt) -> None:
