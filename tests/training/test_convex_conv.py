@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from qsnn_deploy.data.loaders import load_split, train_val_split
 from qsnn_deploy.errors import ExportError, GraphError, TargetError
 from qsnn_deploy.sim.simulator import simulate
 
+STRICT = "-std=c99 -Wall -Wextra -Werror -O2"
 FEATURES = 8 * 4 * 4  # lif2 of the tiny model: 8 channels of 4 x 4
 
 
@@ -98,10 +100,13 @@ def test_refit_graph_exports_and_round_trips(refit_run, tmp_path) -> None:
 
     nir_graph = nir.read(export(dep.graph, "nir", tmp_path / "m.nir", timesteps=4))
     assert nir_graph.metadata["readout"] == "membrane" and "scores" in nir_graph.nodes
-    for fmt in ("c", "verilog"):  # they stream out spike counts: a membrane readout is refused, not exported wrong
-        with pytest.raises(ExportError, match="readout 'membrane' is not implemented"):
-            export(dep.graph, fmt, tmp_path / fmt, timesteps=4, golden=x[:2])
-        assert not (tmp_path / fmt).exists()
+    export(dep.graph, "c", tmp_path / "c", timesteps=4, golden=x)  # the testbench compares the int32 membranes V[T-1]
+    done = subprocess.run(["make", "-s", "-C", str(tmp_path / "c"), "test", "CC=gcc", f"CFLAGS={STRICT}"], capture_output=True, text=True)
+    assert done.returncode == 0 and f"PASS {len(x)} samples x 4 steps" in done.stdout, done.stdout + done.stderr
+    assert (scores < 0).any()  # negative scores went through the two's complement golden words
+    with pytest.raises(ExportError, match="readout 'membrane' is not implemented"):  # the core streams out spike counters
+        export(dep.graph, "verilog", tmp_path / "v", timesteps=4, golden=x[:2])
+    assert not (tmp_path / "v").exists()
 
 
 def _check_qonnx(path, x, scores) -> None:

@@ -53,8 +53,8 @@ class ConvRefit:
     penalty: str = "group"
     solver: str = "fista"
     strengths: int = 6
-    ratio: float = 1e-3
-    max_iter: int = 1000  # FISTA iterations per strength (warm-started along the path)
+    ratio: float = 1e-4  # the path runs from just below lambda_max down to ratio * lambda_max
+    max_iter: int = 300  # FISTA iterations per strength (warm-started along the path; metrics.json has each certificate)
     limit_train: int | None = None
     limit_test: int | None = None
     batch_size: int = 500
