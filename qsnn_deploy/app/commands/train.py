@@ -40,7 +40,7 @@ STACK_FLAGS = ("stacks", "widths", "features", "loss", "penalty", "solver", "str
     default=None,
     help="Fine-tune this trained checkpoint with the target's integer LIF arithmetic in the forward pass.",
 )
-@click.option("--target", default=None, help="Target of --finetune (name or JSON file).  [default: int4-core]")
+@click.option("--target", default=None, help="Target of --finetune or --init (name or JSON file).  [default: int4-core]")
 @click.option(
     "--refit-from",
     "refit_from",
@@ -67,7 +67,10 @@ STACK_FLAGS = ("stacks", "widths", "features", "loss", "penalty", "solver", "str
 @click.option("--widths", default=None, help="cvx methods: neurons per layer of each stack, e.g. 4,4.  [default: 4,4]")
 @click.option("--features", type=click.Choice(["last", "count"]), default=None, help="cvx methods: last-step spikes or spike counts.")
 @click.option(
-    "--loss", type=click.Choice(["hinge", "softmax", "squared"]), default=None, help="cvx methods: convex loss.  [default: squared]"
+    "--loss",
+    type=click.Choice(["hinge", "sqhinge", "softmax", "squared"]),
+    default=None,
+    help="cvx methods: convex loss.  [default: squared]",
 )
 @click.option("--penalty", type=click.Choice(["group", "l1"]), default=None, help="cvx methods: regulariser.  [default: group]")
 @click.option("--solver", type=click.Choice(["auto", "cvxpy", "fista"]), default=None, help="cvx methods: solver.  [default: auto]")

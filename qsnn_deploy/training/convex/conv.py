@@ -52,8 +52,8 @@ class ConvRefit:
     loss: str = "softmax"
     penalty: str = "group"
     solver: str = "fista"
-    strengths: int = 6
-    ratio: float = 1e-4  # the path runs from just below lambda_max down to ratio * lambda_max
+    strengths: int = 8
+    ratio: float = 1e-3  # the path runs from just below lambda_max down to ratio * lambda_max
     max_iter: int = 300  # FISTA iterations per strength (warm-started along the path; metrics.json has each certificate)
     limit_train: int | None = None
     limit_test: int | None = None

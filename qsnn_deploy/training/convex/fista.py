@@ -1,6 +1,6 @@
 r"""FISTA with backtracking (Beck and Teboulle 2009) for the smooth readout losses, in torch.
 
-Minimises f(W, b) + lambda * R(W) with f the softmax or squared loss of
+Minimises f(W, b) + lambda * R(W) with f the softmax, squared-hinge or squared loss of
 :mod:`.problem` (smooth, gradient Lipschitz) and R the group or l1 norm (proximable: group
 soft-thresholding / soft-thresholding; the bias is not penalised)::
 
@@ -36,6 +36,10 @@ def _loss_and_dz(z, onehot, loss: str):
         lse = torch.logsumexp(z, dim=1)
         value = (lse - (z * onehot).sum(dim=1)).sum() / n
         return float(value), (torch.exp(z - lse[:, None]) - onehot) / n
+    if loss == "sqhinge":
+        signs = 2 * onehot - 1
+        margin = (1 - signs * z).clamp_min(0)
+        return float((margin**2).sum() / n), -2 * signs * margin / n
     diff = z - (2 * onehot - 1)
     return float((diff**2).sum() / (2 * n)), diff / n
 
@@ -68,7 +72,7 @@ def solve_fista(
 
     _check(phi, y, classes, loss, penalty, lam)
     if loss == "hinge":
-        raise QsnnError("FISTA needs a smooth loss (softmax or squared); solve the hinge loss with --solver cvxpy")
+        raise QsnnError("FISTA needs a smooth loss (softmax, sqhinge or squared); solve the hinge loss with --solver cvxpy")
     threads = torch.get_num_threads()
     # the products here are (N, P) x (P, C) with C small: on a busy 2-core machine one thread was
     # 18x faster than two (thread hand-offs dominate such thin products)

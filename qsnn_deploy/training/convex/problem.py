@@ -5,6 +5,7 @@ Z = Phi W^T + 1 b^T the class scores (W is (C, P), b is (C,), unpenalised)::
 
     minimise  loss(Z, Y) + lambda * R(W)
     hinge     (1/N) sum_{i,c} max(0, 1 - Y_ic Z_ic)            Y_ic = +1 if y_i = c else -1 (one-vs-rest)
+    sqhinge   (1/N) sum_{i,c} max(0, 1 - Y_ic Z_ic)^2          (squared hinge: smooth, so FISTA takes it)
     softmax   (1/N) sum_i logsumexp(Z_i) - Z_{i, y_i}
     squared   (1/2N) sum_{i,c} (Z_ic - Y_ic)^2
     R(W)      sum_p ||W[:, p]||_2  ("group": one group per feature neuron)   or   sum |W| ("l1")
@@ -30,7 +31,7 @@ import numpy as np
 
 from qsnn_deploy.errors import QsnnError
 
-LOSSES = ("hinge", "softmax", "squared")
+LOSSES = ("hinge", "sqhinge", "softmax", "squared")
 PENALTIES = ("group", "l1")
 SOLVERS = ("auto", "cvxpy", "fista")
 #: "auto" uses cvxpy when N * P * C is at most this, FISTA otherwise (hinge: always cvxpy)
@@ -95,6 +96,8 @@ def solve_cvxpy(phi: np.ndarray, y: np.ndarray, classes: int, *, loss: str, pena
     targets = _targets(y, classes)
     if loss == "hinge":
         data_term = cp.sum(cp.pos(1 - cp.multiply(targets, z))) / n
+    elif loss == "sqhinge":
+        data_term = cp.sum(cp.square(cp.pos(1 - cp.multiply(targets, z)))) / n
     elif loss == "squared":
         data_term = cp.sum_squares(z - targets) / (2 * n)
     else:
