@@ -207,7 +207,15 @@ def refit(run: ConvRefit, out_dir: str | Path, *, data_dir: Any = None, progress
     std = Standardized.of(feats["fit"])
 
     def deployed_accuracy(readout: problem.Readout, phi_val: np.ndarray, y_val: np.ndarray) -> float:
-        return quantize_readout(std.to_counts(readout), t, w_type, state, feats["val"], y_val)[1]
+        acc = quantize_readout(std.to_counts(readout), t, w_type, state, feats["val"], y_val)[1]
+        if progress:
+            from tqdm import tqdm
+
+            tqdm.write(
+                f"strength {readout.lam:.3g}: integer validation accuracy {acc:.4f}, {int(readout.active().sum())} features, "
+                f"{readout.certificate} {readout.certificate_value:.2g} after {readout.iterations} iterations ({readout.seconds:.0f} s)"
+            )
+        return acc
 
     path = problem.fit_path(
         std.apply(feats["fit"]), fit.y, std.apply(feats["val"]), val.y, fit.num_classes,
