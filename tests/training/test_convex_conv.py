@@ -176,3 +176,20 @@ def test_a_model_without_a_validation_split_or_conv_layers_is_refused(tmp_path, 
 
     with pytest.raises(QsnnError, match="validation split"):
         refit(ConvRefit(init=str(make_ckpt())), tmp_path / "r", progress=False)
+
+
+def test_quantized_readout_takes_the_largest_shift_that_fits_or_refuses() -> None:
+    from qsnn_deploy.ir.dtypes import IntType
+    from qsnn_deploy.passes.readout import score_bound
+    from qsnn_deploy.training.convex import problem
+    from qsnn_deploy.training.convex.conv import quantize_at
+
+    rng = np.random.default_rng(0)
+    readout = problem.Readout(rng.normal(size=(3, 20)), rng.normal(size=3), 0.1, 0.0, "fista", "optimality residual", 0.0, 1, 0.0)
+    weight, state = IntType(4, True, True), IntType(24, True)
+    q = quantize_at(readout, 100, 1.0, weight, state)
+    assert np.abs(q.weight).max() == 7 and score_bound(q.weight, q.bias, q.input_shift, 100) < state.max
+    b_next = np.rint(readout.bias * q.scale * 2.0 ** (q.input_shift + 1) / 100).astype(np.int64)
+    assert score_bound(q.weight, b_next, q.input_shift + 1, 100) >= state.max  # one more bit would not fit
+    with pytest.raises(TargetError, match="even at input shift 0"):
+        quantize_at(readout, 100, 1.0, weight, IntType(8, True))
