@@ -108,6 +108,10 @@ def load_deployable(
 
     if is_convex_checkpoint(path):
         return _load_convex(path, target)
+    from qsnn_deploy.training.convex.conv_checkpoint import is_conv_readout_checkpoint
+
+    if is_conv_readout_checkpoint(path):
+        return _load_conv_readout(path, target)
     from qsnn_deploy.frontends.torch_qat import freeze
     from qsnn_deploy.training.checkpoint import build_model, load_checkpoint
     from qsnn_deploy.training.config import get_preset
@@ -133,6 +137,16 @@ def _load_convex(path: Path, target: str | TargetProfile | None) -> Deployable:
     model = load_stack(path)
     tgt = load_target("seq-core" if target in (None, "int4-core") else target)
     return Deployable(freeze_stack(model, tgt), tgt, None, model.config.timesteps, model.dataset, path)
+
+
+def _load_conv_readout(path: Path, target: str | TargetProfile | None) -> Deployable:
+    """A conv QSNN whose readout ``sg-cvx`` refit (:mod:`qsnn_deploy.training.convex.conv_checkpoint`), frozen for its target."""
+    from qsnn_deploy.training.convex.conv_checkpoint import freeze_conv_readout, load_conv_readout
+
+    model = load_conv_readout(path)
+    graph = freeze_conv_readout(model, target)
+    # no float model: the readout was fitted on the integer graph's own features
+    return Deployable(graph, load_target(model.target), None, model.timesteps, model.dataset, path)
 
 
 def with_timesteps(dep: Deployable, timesteps: int | None) -> Deployable:

@@ -78,6 +78,7 @@ class Lowered:
     calls: list[str] = field(default_factory=list)
     layers: list[tuple[str, str, int]] = field(default_factory=list)  # (name, C spike buffer, neurons)
     output: Value | None = None
+    output_membrane: str | None = None  # the last LIF's membrane buffer, when the Output reads V[T-1]
 
 
 def c_identifier(name: str, taken: set[str]) -> str:
@@ -304,6 +305,9 @@ def lower(graph: Graph) -> Lowered:
     except TargetError as exc:
         raise ExportError(f"C export: {exc}") from None
     chain, shapes = graph.chain(), graph.shapes()
+    membrane = chain[-1][1].readout == "membrane"  # outputs V[T-1] as int32, not uint32 spike counts
+    if membrane and (not isinstance(chain[-2][1], LIF) or chain[-2][1].state.bits > 32):
+        raise ExportError("C export: a membrane readout needs its LIF directly before the Output, with a state of at most 32 bits")
     inp: Input = graph.input
     if inp.dtype.bits > 32:
         raise ExportError(f"C export: input type {inp.dtype.name} is wider than 32 bits")
@@ -338,6 +342,7 @@ def lower(graph: Graph) -> Lowered:
     if not low.layers or value.buffer != low.layers[-1][1]:
         raise ExportError("C export: the Output must be fed by a LIF layer (optionally through a Flatten)")
     low.output = value
+    low.output_membrane = f"{low.layers[-1][1][:-2]}_v" if membrane else None
     return low
 
 

@@ -78,6 +78,8 @@ def to_c_sources(graph: Graph, *, timesteps: int, target: TargetProfile | None =
         "input_bytes": _ctype_bytes(ctype(inp.dtype)),
         "input_ctype": ctype(inp.dtype),
         "output_size": low.output.size,
+        "output_membrane": int(low.output_membrane is not None),
+        "output_ctype": "uint32_t" if low.output_membrane is None else "int32_t",
         "num_layers": len(low.layers),
         "max_layer_size": max(n for _, _, n in low.layers),
     }
@@ -97,7 +99,9 @@ def to_c_sources(graph: Graph, *, timesteps: int, target: TargetProfile | None =
         "layer_spikes": ", ".join(b for _, b, _ in low.layers),
         "reset": "\n".join(low.reset),
         "step": "\n".join(step),
-        "output_spikes": low.output.buffer,
+        "output_update": f"qsnn_counts[n] += {low.output.buffer}[n]"
+        if low.output_membrane is None
+        else f"qsnn_counts[n] = (qsnn_output_t){low.output_membrane}[n]",
     }
     files = {"model.h": template("model.h").substitute(header), "model.c": template("model.c").substitute(model)}
     for name in _STATIC_FILES:
@@ -114,13 +118,13 @@ def golden_bytes(graph: Graph, x: np.ndarray, counts: np.ndarray, rasters: list[
 
     Layout: the magic ``QSNNGLD1``; uint32 samples, T, values per sample, bytes per input
     value, output neurons, LIF layers, then each layer's neurons; then per sample its input
-    values (two's complement at that width, row-major, frames one after another), its output
-    counts (uint32), and per LIF layer its spike raster: bit ``t * N + n`` of
+    values (two's complement at that width, row-major, frames one after another), its outputs
+    (uint32 spike counts, or int32 membranes V[T-1] of a membrane readout, two's complement), and per LIF layer its spike raster: bit ``t * N + n`` of
     ``ceil(T * N / 8)`` bytes, most significant bit first (the JSON export's layout).
 
     Args:
         x: (N, ...) integer inputs as :func:`qsnn_deploy.sim.simulate` takes them.
-        counts: (N, n_out) output spike counts.
+        counts: (N, n_out) outputs: spike counts, or membranes (``Output(readout="membrane")``).
         rasters: per LIF layer in chain order, (T, N, *shape) 0/1 spikes.
     """
     from qsnn_deploy.exporters.golden import raster_bytes
@@ -133,7 +137,7 @@ def golden_bytes(graph: Graph, x: np.ndarray, counts: np.ndarray, rasters: list[
     little = np.dtype(f"<{'i' if graph.input.dtype.signed else 'u'}{width}")
     for i in range(n):
         parts.append(np.asarray(x[i]).astype(little).tobytes())
-        parts.append(np.asarray(counts[i], dtype="<u4").tobytes())
+        parts.append((np.asarray(counts[i], np.int64) & 0xFFFFFFFF).astype("<u4").tobytes())  # 32-bit two's complement
         parts.extend(raster_bytes(r[:, i]) for r in rasters)
     return b"".join(parts)
 

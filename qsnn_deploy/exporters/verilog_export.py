@@ -88,6 +88,8 @@ def _layer_groups(graph: Graph) -> list[list[tuple[str, Any]]]:
     groups: list[list[tuple[str, Any]]] = [[]]
     for name, node in graph.chain()[1:]:
         if isinstance(node, Output):
+            if node.readout != "spike_count":  # the core streams out spike counters, not membranes
+                raise ExportError(f"verilog: the core counts output spikes; an Output with readout {node.readout!r} is not implemented")
             break
         groups[-1].append((name, node))
         if isinstance(node, LIF):

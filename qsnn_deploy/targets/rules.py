@@ -204,7 +204,8 @@ def membrane_saturation_risks(graph: Graph, timesteps: int) -> list[str]:
     """One warning per LIF layer whose worst-case membrane can exceed its state type.
 
     The bound is docs/arithmetic.md's: (max |A| << F + max |B| + max Theta) times the memory
-    min(1 / (1 - decay), T) of a leaky integrator. Freeze chooses F so this fits unless the
+    min(1 / (1 - decay), T) of a leaky integrator (without Theta for neurons that never fire and so
+    never reset: a ``gt`` comparison against the state's maximum). Freeze chooses F so this fits unless the
     state is too narrow even for F = 0; then ``ovf`` will act on extreme inputs.
     """
     bounds = intervals(graph)
@@ -212,7 +213,9 @@ def membrane_saturation_risks(graph: Graph, timesteps: int) -> list[str]:
     for name, node in _lifs(graph):
         lo, hi = bounds[graph.predecessors(name)[0]]
         drive = max(abs(lo), abs(hi)) << node.input_shift
-        per_step = drive + int(np.abs(node.bias.values).max()) + int(node.threshold.values.max())
+        # a neuron that cannot fire (compare gt against the state's maximum: a non-spiking readout) is never reset
+        fires = node.compare != "gt" or int(node.threshold.values.min()) < node.state.max
+        per_step = drive + int(np.abs(node.bias.values).max()) + (int(node.threshold.values.max()) if fires else 0)
         memory = timesteps if node.decay >= 1.0 else min(1.0 / (1.0 - node.decay), float(timesteps))
         reach = per_step * memory
         if reach > node.state.max:

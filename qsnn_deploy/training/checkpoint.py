@@ -141,27 +141,7 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, config: ModelConfi
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
     if obj.get("format") == FORMAT:
-        version = obj.get("version")
-        if version != VERSION:
-            raise CheckpointError(f"{path}: unsupported checkpoint version {version!r} (this qsnn-deploy reads {VERSION})")
-        missing = [k for k in ("model_config", "state_dict") if not isinstance(obj.get(k), dict)]
-        if missing:
-            raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
-        tc = obj.get("train_config")
-        try:
-            model_config = ModelConfig.from_dict(obj["model_config"])
-            train_config = TrainConfig.from_dict(tc) if isinstance(tc, dict) else None
-        except (QsnnError, TypeError, ValueError) as exc:  # e.g. a non-positive threshold
-            raise CheckpointError(f"{path}: invalid config in the checkpoint: {exc}"[:400]) from None
-        ckpt = Checkpoint(
-            model_config=model_config,
-            state_dict=obj["state_dict"],
-            train_config=train_config,
-            preset=obj.get("preset"),
-            metrics=obj.get("metrics") or {},
-            train_state=obj.get("train_state"),
-            source=str(path),
-        )
+        ckpt = checkpoint_from_payload(obj, str(path))
     elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()) and _is_reference_state_dict(obj):
         if config is None:
             raise CheckpointError(f"{path}: a plain reference-code state_dict carries no config; give one with --preset (and flags)")
@@ -169,6 +149,35 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, config: ModelConfi
     else:
         raise CheckpointError(f"{path}: not a qsnn-deploy checkpoint (no 'format' key) nor a reference state_dict")
     check_finite(ckpt.state_dict, path)
+    return ckpt
+
+
+def checkpoint_from_payload(obj: dict[str, Any], source: str) -> Checkpoint:
+    """A :class:`Checkpoint` from a loaded ``qsnn-deploy-checkpoint`` dict (also one nested in another file)."""
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{source}: not a {FORMAT} payload")
+    version = obj.get("version")
+    if version != VERSION:
+        raise CheckpointError(f"{source}: unsupported checkpoint version {version!r} (this qsnn-deploy reads {VERSION})")
+    missing = [k for k in ("model_config", "state_dict") if not isinstance(obj.get(k), dict)]
+    if missing:
+        raise CheckpointError(f"{source}: checkpoint lacks {', '.join(missing)}")
+    tc = obj.get("train_config")
+    try:
+        model_config = ModelConfig.from_dict(obj["model_config"])
+        train_config = TrainConfig.from_dict(tc) if isinstance(tc, dict) else None
+    except (QsnnError, TypeError, ValueError) as exc:  # e.g. a non-positive threshold
+        raise CheckpointError(f"{source}: invalid config in the checkpoint: {exc}"[:400]) from None
+    ckpt = Checkpoint(
+        model_config=model_config,
+        state_dict=obj["state_dict"],
+        train_config=train_config,
+        preset=obj.get("preset"),
+        metrics=obj.get("metrics") or {},
+        train_state=obj.get("train_state"),
+        source=source,
+    )
+    check_finite(ckpt.state_dict, source)
     return ckpt
 
 

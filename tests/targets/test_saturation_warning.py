@@ -49,3 +49,22 @@ def test_export_warns_and_simulate_reports_saturations(int16_target: Path, tmp_p
     layers = {layer["name"]: layer["saturations"] for layer in json.loads(report.read_text())["layers"]}
     assert layers["lif1"] > 0
     assert "warning: membranes saturated (neuron-steps): lif1" in out.stderr
+
+
+def test_a_readout_that_cannot_fire_is_bounded_without_its_threshold() -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from qsnn_deploy.ir import IntTensor
+    from qsnn_deploy.passes.readout import membrane_readout, score_bound
+
+    graph = load_deployable(MODEL, target="int4-core").graph
+    w, b = np.full((10, 1024), 7, np.int64), np.zeros(10, np.int64)
+    shift = max(f for f in range(8) if score_bound(w, b, f, 100) < graph.nodes["lif2"].state.max)
+    readout = membrane_readout(graph, "lif2", w, b, shift, 100)
+    assert membrane_saturation_risks(readout, 100) == []  # the bound fits: the threshold (state max) is never subtracted
+    scores = readout.nodes["scores"]
+    firing = dataclasses.replace(scores, threshold=IntTensor(scores.threshold.values - 1, scores.state))  # reachable: it may fire
+    risks = membrane_saturation_risks(readout.replace_node("scores", firing), 100)
+    assert len(risks) == 1 and risks[0].startswith("layer 'scores'")

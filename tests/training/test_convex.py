@@ -48,7 +48,7 @@ def _tiny_problem(seed: int = 0):
     return phi, y
 
 
-@pytest.mark.parametrize("loss", ["softmax", "squared"])
+@pytest.mark.parametrize("loss", ["softmax", "sqhinge", "squared"])
 @pytest.mark.parametrize("penalty", ["group", "l1"])
 def test_fista_reaches_clarabels_optimum(loss: str, penalty: str) -> None:
     phi, y = _tiny_problem()

@@ -25,6 +25,11 @@ def parity(model_path, target, timesteps, preset, trust_checkpoint, data, data_d
     from qsnn_deploy.errors import QsnnError
 
     dep = load_model(model_path, target, timesteps, preset, trust_checkpoint)
+    if dep.model is None and dep.graph.metadata.get("method") == "sg-cvx":
+        raise QsnnError(
+            "an sg-cvx readout has no float counterpart to compare with: it was fitted on the integer graph's own features "
+            "(its metrics.json gives the float readout's accuracy on them); `parity` of the base checkpoint compares the conv layers"
+        )
     if dep.model is None:
         raise QsnnError("parity needs the float model: give a checkpoint, not a graph JSON")
     split = load_eval_data(dep, data, data_dir, limit)

@@ -47,7 +47,7 @@ STACK_FLAGS = ("stacks", "widths", "features", "loss", "penalty", "solver", "str
     default=None,
     help="Fine-tune this trained checkpoint with the target's integer LIF arithmetic in the forward pass.",
 )
-@click.option("--target", default=None, help="Target of --finetune (name or JSON file).  [default: int4-core]")
+@click.option("--target", default=None, help="Target of --finetune or --init (name or JSON file).  [default: int4-core]")
 @click.option(
     "--refit-from",
     "refit_from",
@@ -74,13 +74,24 @@ STACK_FLAGS = ("stacks", "widths", "features", "loss", "penalty", "solver", "str
 @click.option("--widths", default=None, help="cvx methods: neurons per layer of each stack, e.g. 4,4.  [default: 4,4]")
 @click.option("--features", type=click.Choice(["last", "count"]), default=None, help="cvx methods: last-step spikes or spike counts.")
 @click.option(
-    "--loss", type=click.Choice(["hinge", "softmax", "squared"]), default=None, help="cvx methods: convex loss.  [default: squared]"
+    "--loss",
+    type=click.Choice(["hinge", "sqhinge", "softmax", "squared"]),
+    default=None,
+    help="cvx methods: convex loss.  [default: squared]",
 )
 @click.option("--penalty", type=click.Choice(["group", "l1"]), default=None, help="cvx methods: regulariser.  [default: group]")
 @click.option("--solver", type=click.Choice(["auto", "cvxpy", "fista"]), default=None, help="cvx methods: solver.  [default: auto]")
 @click.option("--strengths", type=click.IntRange(min=1), default=None, help="cvx methods: strengths on the path.  [default: 5]")
+@click.option(
+    "--init",
+    "init_from",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="sg-cvx on image data: the surrogate-trained conv checkpoint whose readout is refit convexly on its "
+    "integer features for --target (docs/convex.md).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def train(preset, out_dir, finetune_from, refit_from, target, data, method, quiet, **flags) -> None:
+def train(preset, out_dir, finetune_from, refit_from, target, data, method, init_from, quiet, **flags) -> None:
     """Train a QSNN with the paper's QAT recipe (resumable), or fine-tune one for a target.
 
     With --finetune MODEL the run starts from MODEL and trains through the target's integer
@@ -95,6 +106,9 @@ def train(preset, out_dir, finetune_from, refit_from, target, data, method, quie
     from qsnn_deploy.training.recipe import resolve_recipe
     from qsnn_deploy.training.trainer import train as run_train
 
+    if init_from is not None:
+        _refit_conv_readout(method, init_from, target, out_dir, quiet, flags)
+        return
     if _ran_stack_method(method, data, out_dir, quiet, flags):
         return
     if target is not None and finetune_from is None:
@@ -187,6 +201,27 @@ def _train_stacks(method, data, out_dir, data_dir, quiet, stack_options, epochs,
     click.echo(
         f"{method} on {run.data}: test accuracy {final['test_acc']:.4f} (integer model, validation {final['val_acc']:.4f}), "
         f"{final['active_features']} of {final['features']} feature neurons used; model: {Path(out_dir) / 'best.pt'}"
+    )
+
+
+def _refit_conv_readout(method, init_from, target, out_dir, quiet, flags) -> None:
+    """``--method sg-cvx --init MODEL``: the conv model's readout refit convexly (training/convex/conv.py)."""
+    from qsnn_deploy.training.convex.conv import ConvRefit, refit
+
+    if method != "sg-cvx":
+        raise click.BadParameter("--init is the starting model of --method sg-cvx", param_hint="--init")
+    refused = [k for k in ("stacks", "widths", "features", "epochs", "timesteps", "lr") if flags.get(k) is not None]
+    if refused:
+        raise click.BadParameter(
+            f"{', '.join('--' + k.replace('_', '-') for k in refused)} do not apply to a readout refit", param_hint="--init"
+        )
+    given = {k: flags[k] for k in ("loss", "penalty", "solver", "strengths", "limit_train", "limit_test") if flags.get(k) is not None}
+    run = ConvRefit(init=str(init_from), target=target or "int4-core", **given)
+    m = refit(run, out_dir, data_dir=flags["data_dir"], progress=not quiet)
+    click.echo(
+        f"sg-cvx readout of {init_from}: test accuracy {m['test_acc']:.4f} (integer, validation {m['val_acc']:.4f}; "
+        f"float readout {m['float_test_acc']:.4f}), {m['active_features']} of {m['features']} features used; "
+        f"model: {Path(out_dir) / 'best.pt'}"
     )
 
 

@@ -58,9 +58,9 @@ static inline int64_t qsnn_clamp(int64_t u, int64_t lo, int64_t hi)
 /* --- constants: weights (transposed so that one input's fan-out is one contiguous column),
  * per-channel thresholds and biases ------------------------------------------------------ */
 $constants
-/* --- state: synaptic sums, membranes V, spikes S, output counts ---------------------------- */
+/* --- state: synaptic sums, membranes V, spikes S, outputs --------------------------------- */
 $buffers
-static uint32_t qsnn_counts[QSNN_OUTPUT_SIZE];
+static qsnn_output_t qsnn_counts[QSNN_OUTPUT_SIZE];
 static int32_t qsnn_t; /* steps since qsnn_reset */
 
 const char *const qsnn_layer_names[QSNN_NUM_LAYERS] = {$layer_names};
@@ -82,17 +82,17 @@ int qsnn_step(const qsnn_input_t x[QSNN_INPUT_SIZE])
     int32_t n;
     int status = QSNN_OK;
 $step
-    for (n = 0; n < QSNN_OUTPUT_SIZE; n++) qsnn_counts[n] += $output_spikes[n];
+    for (n = 0; n < QSNN_OUTPUT_SIZE; n++) $output_update;
     qsnn_t++;
     return status;
 }
 
-const uint32_t *qsnn_output_counts(void)
+const qsnn_output_t *qsnn_output_counts(void)
 {
     return qsnn_counts;
 }
 
-int qsnn_run(const qsnn_input_t x[QSNN_SAMPLE_SIZE], uint32_t counts[QSNN_OUTPUT_SIZE])
+int qsnn_run(const qsnn_input_t x[QSNN_SAMPLE_SIZE], qsnn_output_t counts[QSNN_OUTPUT_SIZE])
 {
     int32_t t, n;
     int status = QSNN_OK;

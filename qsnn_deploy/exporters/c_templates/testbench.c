@@ -22,7 +22,7 @@
 #define RASTER_BYTES(neurons) (((int64_t)QSNN_TIMESTEPS * (neurons) + 7) / 8)
 
 static qsnn_input_t sample[QSNN_SAMPLE_SIZE];
-static uint32_t golden_counts[QSNN_OUTPUT_SIZE];
+static qsnn_output_t golden_counts[QSNN_OUTPUT_SIZE];
 static uint8_t rasters[QSNN_NUM_LAYERS][RASTER_BYTES(QSNN_MAX_LAYER_SIZE)];
 static unsigned char bytes[8 * QSNN_SAMPLE_SIZE + 4 * QSNN_OUTPUT_SIZE];
 
@@ -90,7 +90,11 @@ static int read_sample(FILE *f)
         }
     }
     if (fread(bytes, 1, 4 * QSNN_OUTPUT_SIZE, f) != 4 * QSNN_OUTPUT_SIZE) return 0;
-    for (n = 0; n < QSNN_OUTPUT_SIZE; n++) golden_counts[n] = (uint32_t)le(bytes + 4 * n, 4);
+    for (n = 0; n < QSNN_OUTPUT_SIZE; n++) {
+        uint64_t v = le(bytes + 4 * n, 4);
+        /* a membrane is a 32-bit two's complement word: the value, without signed overflow */
+        golden_counts[n] = (QSNN_OUTPUT_MEMBRANE && (v >> 31) != 0) ? (qsnn_output_t)(-(int64_t)(((uint64_t)1 << 32) - v)) : (qsnn_output_t)v;
+    }
     for (l = 0; l < QSNN_NUM_LAYERS; l++) {
         size_t size = (size_t)RASTER_BYTES(qsnn_layer_sizes[l]);
         if (fread(rasters[l], 1, size, f) != size) return 0;
@@ -105,13 +109,13 @@ static int golden_spike(int32_t layer, int32_t t, int32_t n)
     return (rasters[layer][bit >> 3] >> (7 - (bit & 7))) & 1;
 }
 
-static int check_counts(uint32_t s, const uint32_t *counts)
+static int check_counts(uint32_t s, const qsnn_output_t *counts)
 {
     int32_t n;
     for (n = 0; n < QSNN_OUTPUT_SIZE; n++) {
         if (counts[n] != golden_counts[n]) {
-            printf("MISMATCH sample %lu output neuron %ld: count %lu, golden %lu\n", (unsigned long)s, (long)n, (unsigned long)counts[n],
-                   (unsigned long)golden_counts[n]);
+            printf("MISMATCH sample %lu output neuron %ld: %s %lld, golden %lld\n", (unsigned long)s, (long)n,
+                   QSNN_OUTPUT_MEMBRANE ? "membrane" : "count", (long long)counts[n], (long long)golden_counts[n]);
             return 1;
         }
     }
@@ -151,7 +155,7 @@ static int check_sample(uint32_t s)
 static int run_file(FILE *f, int bench)
 {
     uint32_t samples, s;
-    uint32_t counts[QSNN_OUTPUT_SIZE];
+    qsnn_output_t counts[QSNN_OUTPUT_SIZE];
     double seconds = 0.0, wall = 0.0;
     if (read_header(f, &samples) != 0) return 2;
     for (s = 0; s < samples; s++) {

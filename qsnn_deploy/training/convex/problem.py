@@ -5,6 +5,7 @@ Z = Phi W^T + 1 b^T the class scores (W is (C, P), b is (C,), unpenalised)::
 
     minimise  loss(Z, Y) + lambda * R(W)
     hinge     (1/N) sum_{i,c} max(0, 1 - Y_ic Z_ic)            Y_ic = +1 if y_i = c else -1 (one-vs-rest)
+    sqhinge   (1/N) sum_{i,c} max(0, 1 - Y_ic Z_ic)^2          (squared hinge: smooth, so FISTA takes it)
     softmax   (1/N) sum_i logsumexp(Z_i) - Z_{i, y_i}
     squared   (1/2N) sum_{i,c} (Z_ic - Y_ic)^2
     R(W)      sum_p ||W[:, p]||_2  ("group": one group per feature neuron)   or   sum |W| ("l1")
@@ -30,7 +31,7 @@ import numpy as np
 
 from qsnn_deploy.errors import QsnnError
 
-LOSSES = ("hinge", "softmax", "squared")
+LOSSES = ("hinge", "sqhinge", "softmax", "squared")
 PENALTIES = ("group", "l1")
 SOLVERS = ("auto", "cvxpy", "fista")
 #: "auto" uses cvxpy when N * P * C is at most this, FISTA otherwise (hinge: always cvxpy)
@@ -95,6 +96,8 @@ def solve_cvxpy(phi: np.ndarray, y: np.ndarray, classes: int, *, loss: str, pena
     targets = _targets(y, classes)
     if loss == "hinge":
         data_term = cp.sum(cp.pos(1 - cp.multiply(targets, z))) / n
+    elif loss == "sqhinge":
+        data_term = cp.sum(cp.square(cp.pos(1 - cp.multiply(targets, z)))) / n
     elif loss == "squared":
         data_term = cp.sum_squares(z - targets) / (2 * n)
     else:
@@ -122,9 +125,18 @@ def solve_cvxpy(phi: np.ndarray, y: np.ndarray, classes: int, *, loss: str, pena
 
 
 def solve(
-    phi: np.ndarray, y: np.ndarray, classes: int, *, loss: str, penalty: str, lam: float, solver: str = "auto", init: Readout | None = None
+    phi: np.ndarray,
+    y: np.ndarray,
+    classes: int,
+    *,
+    loss: str,
+    penalty: str,
+    lam: float,
+    solver: str = "auto",
+    init: Readout | None = None,
+    max_iter: int = 1000,
 ) -> Readout:
-    """Solve with ``solver`` (``auto``: cvxpy for hinge or small problems, FISTA otherwise)."""
+    """Solve with ``solver`` (``auto``: cvxpy for hinge or small problems, FISTA otherwise; ``max_iter``: FISTA's)."""
     if solver not in SOLVERS:
         raise QsnnError(f"solver must be one of {SOLVERS}, got {solver!r}")
     if solver == "auto":
@@ -133,7 +145,7 @@ def solve(
         return solve_cvxpy(phi, y, classes, loss=loss, penalty=penalty, lam=lam)
     from qsnn_deploy.training.convex.fista import solve_fista
 
-    return solve_fista(phi, y, classes, loss=loss, penalty=penalty, lam=lam, init=init)
+    return solve_fista(phi, y, classes, loss=loss, penalty=penalty, lam=lam, init=init, max_iter=max_iter)
 
 
 def lambda_max(phi: np.ndarray, y: np.ndarray, classes: int, penalty: str) -> float:
@@ -180,6 +192,7 @@ def fit_path(
     ratio: float = 1e-3,
     solver: str = "auto",
     evaluate: Any = None,
+    max_iter: int = 1000,
 ) -> PathResult:
     """Solve for ``strengths`` values from lambda_max down to ratio * lambda_max; pick by validation.
 
@@ -195,7 +208,7 @@ def fit_path(
     best: tuple[float, Readout] | None = None
     points, init = [], None
     for lam in grid:
-        readout = solve(phi, y, classes, loss=loss, penalty=penalty, lam=lam, solver=solver, init=init)
+        readout = solve(phi, y, classes, loss=loss, penalty=penalty, lam=lam, solver=solver, init=init, max_iter=max_iter)
         init = readout
         acc = evaluate(readout, phi_val, y_val)
         points.append(PathPoint(lam, acc, int(readout.active().sum()), readout.certificate_value, readout.seconds))
