@@ -145,8 +145,27 @@ def _load_conv_readout(path: Path, target: str | TargetProfile | None) -> Deploy
 
     model = load_conv_readout(path)
     graph = freeze_conv_readout(model, target)
-    # no float model: the readout was fitted on the integer graph's own features
+    # its float counterpart for parity is built on demand (float_model): dep.model is a QAT model to re-freeze
     return Deployable(graph, load_target(model.target), None, model.timesteps, model.dataset, path)
+
+
+def float_model(dep: Deployable) -> Any:
+    """The float model ``parity`` compares ``dep``'s integer graph with.
+
+    For a checkpoint that is the QAT model itself; for an ``sg-cvx`` refit it is
+    :class:`~qsnn_deploy.training.convex.conv_checkpoint.FloatConvReadout` (the base model's float
+    conv layers under the refit integer readout).
+
+    Raises:
+        QsnnError: a graph JSON or a convex witness-stack model, which carry no float model.
+    """
+    if dep.model is not None:
+        return dep.model
+    if dep.graph is not None and dep.graph.metadata.get("method") == "sg-cvx":
+        from qsnn_deploy.training.convex.conv_checkpoint import FloatConvReadout, load_conv_readout
+
+        return FloatConvReadout(load_conv_readout(dep.source), timesteps=dep.timesteps)
+    raise QsnnError("parity needs the float model: give a checkpoint, not a graph JSON")
 
 
 def with_timesteps(dep: Deployable, timesteps: int | None) -> Deployable:

@@ -54,6 +54,8 @@ class ParityReport:
     layers: list[LayerParity] = field(default_factory=list)
     #: the integer run as ``simulate_split`` reports it (so a caller need not simulate twice)
     simulation: Any = None
+    #: the graph's Output readout: identical outputs are whole spike trains, or equal scores ("membrane")
+    readout: str = "spike_count"
 
     @property
     def float_accuracy(self) -> float:
@@ -80,6 +82,7 @@ class ParityReport:
             "accuracy_drop_pp": 100 * (self.float_accuracy - self.int_accuracy),
             "prediction_agreement": self.agree / max(self.samples, 1),
             "identical_output_share": self.identical_outputs / max(self.samples, 1),
+            "output_readout": self.readout,
             "first_divergence": first,
             "layers": layers,
             "totals": {
@@ -92,9 +95,19 @@ class ParityReport:
 
 
 def _compare_batch(
-    report: ParityReport, lif_names: list[str], float_spikes: list[np.ndarray], sim: Any, y: np.ndarray, float_pred: np.ndarray
+    report: ParityReport,
+    lif_names: list[str],
+    float_spikes: list[np.ndarray],
+    sim: Any,
+    y: np.ndarray,
+    float_pred: np.ndarray,
+    float_scores: np.ndarray | None = None,
 ) -> None:
-    """Add one batch's comparison (accuracy, agreement, per-layer spikes, first divergence) to ``report``."""
+    """Add one batch's comparison (accuracy, agreement, per-layer spikes, first divergence) to ``report``.
+
+    ``float_scores`` are the float model's outputs for a membrane readout (its integer scores);
+    then an output is identical when the scores are, not the (never-firing) readout's spikes.
+    """
     timesteps, batch = report.timesteps, len(y)
     report.samples += batch
     report.float_correct += int((float_pred == y).sum())
@@ -117,7 +130,8 @@ def _compare_batch(
         first_layer[earlier] = li
         first_step = np.minimum(first_step, steps)
         if li == len(lif_names) - 1:
-            report.identical_outputs += int((~has).sum())
+            same = ~has if float_scores is None else (float_scores == sim.counts).all(axis=1)
+            report.identical_outputs += int(same.sum())
     diverged = first_step < timesteps
     report.diverged += int(diverged.sum())
     if diverged.any():
@@ -155,7 +169,7 @@ def run_parity(
     # every spiking layer in order: LIF nodes, or a current-based model's CubaLIF nodes
     lif_names = [name for name, node in graph.chain() if isinstance(node, (LIF, CubaLIF))]
     shapes = graph.shapes()
-    report = ParityReport(target=target.name, timesteps=timesteps, requested=requested)
+    report = ParityReport(target=target.name, timesteps=timesteps, requested=requested, readout=graph.chain()[-1][1].readout)
     report.layers = [LayerParity(n, int(np.prod(shapes[n]))) for n in lif_names]
     model.eval()
     sim_layers: list[Any] | None = None
@@ -167,7 +181,9 @@ def run_parity(
         with torch.no_grad():
             rec = model(torch.from_numpy(np.ascontiguousarray(xb)), record=True)
         sim = simulate(graph, xb, timesteps, backend=backend, record=True, target=target)
-        _compare_batch(report, lif_names, [s.numpy() for s in rec.spikes], sim, yb, predict(rec.spikes[-1]).numpy())
+        scores = model.scores(rec) if hasattr(model, "scores") else None  # a membrane readout's float counterpart
+        float_pred = predict(rec.spikes[-1]).numpy() if scores is None else scores.argmax(axis=1)
+        _compare_batch(report, lif_names, [s.numpy() for s in rec.spikes], sim, yb, float_pred, scores)
         sim_layers = sim.layers if sim_layers is None else [a.merged(b) for a, b in zip(sim_layers, sim.layers)]
         predictions.append(sim.predictions)
         counts.append(sim.counts)

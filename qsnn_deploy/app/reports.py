@@ -122,6 +122,10 @@ def print_simulation(doc: dict[str, Any]) -> None:
     console.print(f"accuracy {doc['accuracy']:.2%}   SynOps per sample {t['synops_per_sample']:,.0f}")
 
 
+#: what "identical outputs" compares, per Output readout
+_OUTPUTS = {"spike_count": "spike trains", "membrane": "scores"}
+
+
 def print_parity(doc: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -144,6 +148,6 @@ def print_parity(doc: dict[str, Any]) -> None:
     console.print(
         f"float accuracy {doc['float_accuracy']:.2%}   integer accuracy {doc['int_accuracy']:.2%}   "
         f"drop {doc['accuracy_drop_pp']:+.2f} pp\n"
-        f"prediction agreement {doc['prediction_agreement']:.2%}   identical output spike trains {doc['identical_output_share']:.2%}\n"
+        f"prediction agreement {doc['prediction_agreement']:.2%}   identical output {_OUTPUTS[doc.get('output_readout', 'spike_count')]} {doc['identical_output_share']:.2%}\n"
         f"first divergence: {where}"
     )

@@ -134,7 +134,7 @@ def test_cli_trains_sg_cvx_from_a_conv_checkpoint(runner, tmp_path, base_ckpt) -
     sim = runner.invoke(main, ["simulate", str(out / "best.pt"), "--data", "synthetic", "--limit", "8"])
     assert sim.exit_code == 0, sim.output
     par = runner.invoke(main, ["parity", str(out / "best.pt"), "--data", "synthetic", "--limit", "8"])
-    assert par.exit_code != 0 and "no float counterpart" in par.output
+    assert par.exit_code == 0 and "identical output scores" in par.output, par.output
     bad = runner.invoke(main, ["train", "--method", "cvx", "--init", str(base_ckpt), "--out", str(tmp_path / "r2")])
     assert bad.exit_code != 0 and "--init" in bad.output
 
@@ -193,3 +193,42 @@ def test_quantized_readout_takes_the_largest_shift_that_fits_or_refuses() -> Non
     assert score_bound(q.weight, b_next, q.input_shift + 1, 100) >= state.max  # one more bit would not fit
     with pytest.raises(TargetError, match="even at input shift 0"):
         quantize_at(readout, 100, 1.0, weight, IntType(8, True))
+
+
+def test_parity_of_a_refit_compares_the_float_conv_layers_under_the_integer_readout(refit_run, base_ckpt, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from qsnn_deploy.app.cli import cli
+    from qsnn_deploy.training.convex.conv_checkpoint import load_conv_readout
+    from qsnn_deploy.training.model import QSNN
+
+    out, _ = refit_run
+    report = tmp_path / "parity.json"
+    res = CliRunner().invoke(
+        cli, ["parity", str(out / "best.pt"), "--data", "synthetic", "--limit", "48", "--json", str(report), "--quiet"]
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(report.read_text())
+    assert doc["output_readout"] == "membrane" and [lp["name"] for lp in doc["layers"]] == ["lif1", "lif2", "scores"]
+    assert "identical output scores" in res.output
+    # independently: the base QAT model's float lif2 counts times the integer readout
+    refit = load_conv_readout(out / "best.pt")
+    from qsnn_deploy.training.checkpoint import load_checkpoint
+
+    base = QSNN(refit.base.model_config)
+    base.load_state_dict(load_checkpoint(base_ckpt).state_dict)
+    test = load_split("synthetic", "test", limit=48, seed=0)
+    with torch.no_grad():
+        rec = base.eval()(torch.from_numpy(test.x), record=True)
+    counts = rec.spikes[1].sum(0).flatten(1).numpy().astype(np.int64)
+    float_scores = (counts @ refit.weight.T << refit.input_shift) + 4 * refit.bias
+    assert doc["float_accuracy"] == pytest.approx(float((float_scores.argmax(axis=1) == test.y).mean()))
+    ints = simulate(load_deployable_graph(out / "best.pt"), test.x.astype(np.int64), 4).counts
+    assert doc["identical_output_share"] == pytest.approx(float((float_scores == ints).all(axis=1).mean()))
+    assert doc["int_accuracy"] == pytest.approx(float((ints.argmax(axis=1) == test.y).mean()))
+
+
+def load_deployable_graph(path):
+    from qsnn_deploy.app.loading import load_deployable
+
+    return load_deployable(path).graph

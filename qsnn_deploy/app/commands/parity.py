@@ -19,22 +19,15 @@ from qsnn_deploy.app.options import backend_option, data_options, load_model, mo
 @click.option("--quiet", is_flag=True)
 def parity(model_path, target, timesteps, preset, trust_checkpoint, data, data_dir, limit, batch_size, backend, json_path, quiet) -> None:
     """Float QAT model vs integer deployment: accuracy and spike-by-spike agreement."""
-    from qsnn_deploy.app.loading import load_eval_data
+    from qsnn_deploy.app.loading import float_model, load_eval_data
     from qsnn_deploy.app.parity import run_parity
     from qsnn_deploy.app.reports import print_parity, write_json
-    from qsnn_deploy.errors import QsnnError
 
     dep = load_model(model_path, target, timesteps, preset, trust_checkpoint)
-    if dep.model is None and dep.graph.metadata.get("method") == "sg-cvx":
-        raise QsnnError(
-            "an sg-cvx readout has no float counterpart to compare with: it was fitted on the integer graph's own features "
-            "(its metrics.json gives the float readout's accuracy on them); `parity` of the base checkpoint compares the conv layers"
-        )
-    if dep.model is None:
-        raise QsnnError("parity needs the float model: give a checkpoint, not a graph JSON")
+    model = float_model(dep)
     split = load_eval_data(dep, data, data_dir, limit)
     report = run_parity(
-        dep.model,
+        model,
         dep.graph,
         split.x,
         split.y,

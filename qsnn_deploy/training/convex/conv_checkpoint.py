@@ -47,6 +47,53 @@ class ConvReadoutModel:
         return self.base.train_config.dataset if self.base.train_config else None
 
 
+class FloatConvReadout:
+    r"""The float counterpart of a refit model, for ``parity``: the base QAT model's float conv layers,
+    then the integer readout applied to their spike counts.
+
+    With c the float model's spike counts of ``feature_layer`` over T steps (C-order flattened), the
+    scores are ``(W c << input_shift) + T B``, the membrane V[T-1] the deployed readout computes from
+    the integer graph's counts. Both are integers, so the two outputs compare exactly; any
+    difference comes from the conv layers' spikes. ``__call__`` returns the base model's
+    :class:`~qsnn_deploy.training.model.ForwardRecord` with the never-firing readout's (all-zero)
+    spikes in place of the base readout's, so its layers line up with the deployed graph's.
+    """
+
+    def __init__(self, model: ConvReadoutModel, timesteps: int | None = None) -> None:
+        import dataclasses
+
+        from qsnn_deploy.training.checkpoint import build_model
+
+        self.readout = model
+        self.base = build_model(model.base)
+        if timesteps is not None:
+            self.base.config = dataclasses.replace(self.base.config, timesteps=int(timesteps))
+        self.feature_index = int(model.feature_layer.removeprefix("lif")) - 1
+
+    @property
+    def config(self) -> Any:
+        return self.base.config
+
+    def eval(self) -> FloatConvReadout:
+        self.base.eval()
+        return self
+
+    def scores(self, record: Any) -> np.ndarray:
+        """(B, classes) int64 readout membranes from the recorded feature spikes."""
+        counts = record.spikes[self.feature_index].sum(0).flatten(1).numpy().astype(np.int64)
+        return ((counts @ self.readout.weight.T) << self.readout.input_shift) + self.config.timesteps * self.readout.bias
+
+    def __call__(self, x: Any, record: bool = True) -> Any:
+        import torch
+
+        rec = self.base(x, record=True)
+        feature = rec.spikes[self.feature_index]
+        silent = torch.zeros((feature.shape[0], feature.shape[1], len(self.readout.bias)), dtype=feature.dtype)
+        rec.spikes[self.feature_index + 1 :] = [silent]
+        rec.membranes[self.feature_index + 1 :] = [silent]
+        return rec
+
+
 def _payload(path: str | Path) -> dict[str, Any]:
     import torch
 
@@ -125,4 +172,12 @@ def freeze_conv_readout(model: ConvReadoutModel, target: Any = None) -> Any:
     return dataclasses.replace(out, metadata=meta)
 
 
-__all__ = ["FORMAT", "ConvReadoutModel", "freeze_conv_readout", "is_conv_readout_checkpoint", "load_conv_readout", "save_conv_readout"]
+__all__ = [
+    "FORMAT",
+    "ConvReadoutModel",
+    "FloatConvReadout",
+    "freeze_conv_readout",
+    "is_conv_readout_checkpoint",
+    "load_conv_readout",
+    "save_conv_readout",
+]
