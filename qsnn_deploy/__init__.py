@@ -20,8 +20,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-#: the shipped Fashion-MNIST int4 checkpoint (the demo's model)
+#: the shipped Fashion-MNIST int4 QAT checkpoint (examples/fmnist_int4/model.pt)
 SHIPPED_MODEL = Path(__file__).parent / "assets" / "fmnist_int4.pt"
+#: the demo's model: SHIPPED_MODEL with its readout refit by ``sg-cvx`` (squared hinge; docs/results.md),
+#: a copy of runs/fmnist-sgcvx-sqhinge/best.pt
+DEMO_MODEL = Path(__file__).parent / "assets" / "fmnist_int4_sgcvx.pt"
 
 
 def load_model(path: str | os.PathLike[str], preset: str | None = None, trust: bool = False) -> Any:
@@ -131,6 +134,7 @@ def load_test_images(dataset: str = "fmnist", limit: int | None = None, data_dir
 
 #: the public API: these names are stable (tests/test_reference_import.py checks them)
 __all__ = [
+    "DEMO_MODEL",
     "SHIPPED_MODEL",
     "check_target",
     "export",

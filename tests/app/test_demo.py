@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from qsnn_deploy.app.cli import cli
-from qsnn_deploy.app.demo import EXPORTS, SHIPPED_MODEL
+from qsnn_deploy.app.demo import DEMO_MODEL, EXPORTS, SHIPPED_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,6 +21,7 @@ def test_demo_exports_every_format_and_reports_parity(runner, tmp_path):
     assert parity["samples"] == sim["samples"] == 48
     assert parity["int_accuracy"] == sim["accuracy"] > 0.5  # a trained model, 10 classes
     assert parity["prediction_agreement"] > 0.9
+    assert parity["output_readout"] == "membrane"  # the default model is the sg-cvx refit
     assert "float accuracy" in res.output and "SynOps" in res.output
 
 
@@ -37,3 +38,17 @@ def test_example_script_runs(tmp_path):
 
 def test_shipped_model_is_linked_from_examples():
     assert (ROOT / "examples" / "fmnist_int4" / "model.pt").resolve() == SHIPPED_MODEL.resolve()
+
+
+def test_demo_model_is_the_shipped_model_with_its_sg_cvx_readout():
+    import torch
+
+    from qsnn_deploy.training.checkpoint import load_checkpoint
+    from qsnn_deploy.training.convex.conv_checkpoint import load_conv_readout
+
+    refit = load_conv_readout(DEMO_MODEL)
+    shipped = load_checkpoint(SHIPPED_MODEL)
+    assert refit.target == "int4-core" and refit.feature_layer == "lif2"
+    assert refit.base.model_config == shipped.model_config
+    assert all(torch.equal(refit.base.state_dict[k], v) for k, v in shipped.state_dict.items())  # the same conv layers
+    assert DEMO_MODEL.read_bytes() == (ROOT / "runs" / "fmnist-sgcvx-sqhinge" / "best.pt").read_bytes()

@@ -14,7 +14,7 @@ import click
     "model_path",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     default=None,
-    help="Checkpoint to demo (default: the shipped Fashion-MNIST int4 model).",
+    help="Checkpoint to demo (default: the shipped Fashion-MNIST int4 model with its sg-cvx readout, qsnn_deploy.DEMO_MODEL).",
 )
 @click.option("--limit", type=int, default=None, help="Use N test images.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Folder holding Fashion-MNIST.")
