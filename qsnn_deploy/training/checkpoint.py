@@ -146,6 +146,10 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, config: ModelConfi
         if config is None:
             raise CheckpointError(f"{path}: a plain reference-code state_dict carries no config; give one with --preset (and flags)")
         ckpt = _reference_checkpoint(_map_reference_keys(obj), config, str(path))
+    elif isinstance(obj.get("format"), str):
+        raise CheckpointError(
+            f"{path}: a {obj['format']} file, not a QAT model checkpoint ({FORMAT}); the CLI's simulate, export and parity read it"[:300]
+        )
     else:
         raise CheckpointError(f"{path}: not a qsnn-deploy checkpoint (no 'format' key) nor a reference state_dict")
     check_finite(ckpt.state_dict, path)

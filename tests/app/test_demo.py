@@ -52,3 +52,13 @@ def test_demo_model_is_the_shipped_model_with_its_sg_cvx_readout():
     assert refit.base.model_config == shipped.model_config
     assert all(torch.equal(refit.base.state_dict[k], v) for k, v in shipped.state_dict.items())  # the same conv layers
     assert DEMO_MODEL.read_bytes() == (ROOT / "runs" / "fmnist-sgcvx-sqhinge" / "best.pt").read_bytes()
+
+
+def test_the_api_loader_names_what_the_demo_model_is():
+    import pytest
+
+    import qsnn_deploy as qd
+    from qsnn_deploy.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="a qsnn-deploy-conv-readout file, not a QAT model checkpoint"):
+        qd.load_model(qd.DEMO_MODEL)
