@@ -45,12 +45,13 @@ class StackModel:
 def is_convex_checkpoint(path: str | Path) -> bool:
     """True if ``path`` is a checkpoint written by :func:`save_stack` (reads it safely)."""
     try:
-        return _load_payload(path).get("format") == FORMAT
+        return read_payload(path).get("format") == FORMAT
     except CheckpointError:
         return False
 
 
-def _load_payload(path: str | Path) -> dict[str, Any]:
+def read_payload(path: str | Path) -> dict[str, Any]:
+    """A plain-data checkpoint (``torch.load(weights_only=True)``) as a dict ({} if it is not one)."""
     import torch
 
     try:
@@ -80,7 +81,7 @@ def save_stack(model: StackModel, path: str | Path) -> Path:
 
 
 def load_stack(path: str | Path) -> StackModel:
-    obj = _load_payload(path)
+    obj = read_payload(path)
     if obj.get("format") != FORMAT or obj.get("version") != VERSION:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint of version {VERSION}")
     try:

@@ -21,6 +21,7 @@ import numpy as np
 from qsnn_deploy.atomic import atomic_path
 from qsnn_deploy.errors import CheckpointError, TargetError
 from qsnn_deploy.training.checkpoint import Checkpoint, checkpoint_from_payload
+from qsnn_deploy.training.convex.checkpoint import read_payload
 
 FORMAT = "qsnn-deploy-conv-readout"
 VERSION = 1
@@ -94,20 +95,10 @@ class FloatConvReadout:
         return rec
 
 
-def _payload(path: str | Path) -> dict[str, Any]:
-    import torch
-
-    try:
-        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise CheckpointError(f"{path}: cannot read the checkpoint: {exc}"[:300]) from None
-    return obj if isinstance(obj, dict) else {}
-
-
 def is_conv_readout_checkpoint(path: str | Path) -> bool:
     """True if ``path`` was written by :func:`save_conv_readout` (read safely)."""
     try:
-        return _payload(path).get("format") == FORMAT
+        return read_payload(path).get("format") == FORMAT
     except CheckpointError:
         return False
 
@@ -133,7 +124,7 @@ def save_conv_readout(model: ConvReadoutModel, path: str | Path) -> Path:
 
 
 def load_conv_readout(path: str | Path) -> ConvReadoutModel:
-    obj = _payload(path)
+    obj = read_payload(path)
     if obj.get("format") != FORMAT or obj.get("version") != VERSION:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint of version {VERSION}")
     try:
