@@ -11,7 +11,7 @@ Two views of the same propagation along the graph, both exact on Python integers
   order needs the partial sums bounded, not only the totals.
 
 :func:`weight_gain` is the factor both views share; :func:`lif_peak` bounds the intermediates
-of one LIF step. A LIF layer outputs spikes, 0 or 1, so the propagation restarts there.
+of one LIF step; :func:`readout_score_bound` the membrane of a non-spiking summing readout. A LIF layer outputs spikes, 0 or 1, so the propagation restarts there.
 """
 
 from __future__ import annotations
@@ -90,4 +90,11 @@ def lif_peak(node: LIF, in_mag: int) -> int:
     return max(current, product, total + half)
 
 
-__all__ = ["intervals", "lif_peak", "magnitudes", "weight_gain"]
+def readout_score_bound(weight: np.ndarray, bias: np.ndarray, input_shift: int, steps: int) -> int:
+    """Largest |V| a non-spiking summing readout reaches in ``steps`` steps of 0/1 input spikes:
+    ``steps * ((max_c sum_p |W_cp|) << input_shift + max_c |B_c|)`` (beta = 1, no reset)."""
+    w, b = np.asarray(weight, np.int64), np.asarray(bias, np.int64)
+    return int(steps) * ((int(np.abs(w).sum(axis=1).max()) << int(input_shift)) + int(np.abs(b).max()))
+
+
+__all__ = ["intervals", "lif_peak", "magnitudes", "readout_score_bound", "weight_gain"]

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from qsnn_deploy.analysis.bounds import readout_score_bound
 from qsnn_deploy.encodings import FRAMES
 from qsnn_deploy.errors import GraphError, TargetError
 from qsnn_deploy.ir import LIF, Flatten, Graph, Input, IntTensor, Linear, Output
@@ -62,7 +63,7 @@ def freeze_stack(model: Any, target: TargetProfile | str = "seq-core", *, prune:
         )
         nodes.append((f"lif{i + 1}", lif))
     steps = cfg.timesteps if cfg.features == "count" else 1  # the readout integrates W S + b at every step
-    score_bound = (int(np.abs(readout_w).sum(axis=1).max()) + int(np.abs(readout_b).max())) * steps
+    score_bound = readout_score_bound(readout_w, readout_b, 0, steps)
     if score_bound >= state.max:
         raise TargetError(f"readout scores reach {score_bound}, beyond the state type {state.name}")
     nodes.append(("readout", Linear(weight=IntTensor(readout_w, target.weight))))

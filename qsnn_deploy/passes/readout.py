@@ -21,14 +21,10 @@ import dataclasses
 
 import numpy as np
 
+from qsnn_deploy.analysis.bounds import readout_score_bound
 from qsnn_deploy.errors import GraphError, TargetError
 from qsnn_deploy.ir import LIF, Flatten, Graph, IntTensor, Linear, Output
-
-
-def score_bound(weight: np.ndarray, bias: np.ndarray, input_shift: int, timesteps: int) -> int:
-    """Largest |V| the readout membrane can reach in ``timesteps`` steps of 0/1 input spikes."""
-    w, b = np.asarray(weight, np.int64), np.asarray(bias, np.int64)
-    return int(timesteps) * ((int(np.abs(w).sum(axis=1).max()) << int(input_shift)) + int(np.abs(b).max()))
+from qsnn_deploy.passes.prefix import split_after
 
 
 def membrane_readout(graph: Graph, upto: str, weight: np.ndarray, bias: np.ndarray, input_shift: int, timesteps: int) -> Graph:
@@ -39,17 +35,12 @@ def membrane_readout(graph: Graph, upto: str, weight: np.ndarray, bias: np.ndarr
             or W does not match the feature count.
         TargetError: W beyond the weight type, B beyond the state, or a score bound beyond the state.
     """
-    chain = graph.chain()
-    names = [n for n, _ in chain]
-    if upto not in names or not isinstance(chain[names.index(upto)][1], LIF):
-        raise GraphError(f"{upto!r} is not a LIF layer of the graph")
-    cut = names.index(upto) + 1
-    kept, tail = chain[:cut], chain[cut:]
+    kept, tail = split_after(graph, upto)
     replaced = [node for _, node in tail if isinstance(node, Linear)]
     if not replaced:
         raise GraphError(f"no Linear layer follows {upto!r}: nothing to take the readout's weight type from")
     w_type = replaced[0].weight.dtype
-    lif: LIF = chain[cut - 1][1]
+    lif: LIF = kept[-1][1]
     state = lif.state
     w, b = np.asarray(weight, np.int64), np.asarray(bias, np.int64)
     features = int(np.prod(graph.shapes()[upto]))
@@ -57,7 +48,7 @@ def membrane_readout(graph: Graph, upto: str, weight: np.ndarray, bias: np.ndarr
         raise GraphError(f"readout weight must be (C, {features}) and bias (C,), got {w.shape} and {b.shape}")
     if not w_type.contains(w):
         raise TargetError(f"readout weights span [{w.min()}, {w.max()}], beyond the weight type {w_type.name}")
-    bound = score_bound(w, b, input_shift, timesteps)
+    bound = readout_score_bound(w, b, input_shift, timesteps)
     if bound >= state.max:
         raise TargetError(f"readout scores reach {bound:,} in {timesteps} steps, beyond the state type {state.name} (max {state.max:,})")
     scores = dataclasses.replace(
@@ -67,7 +58,7 @@ def membrane_readout(graph: Graph, upto: str, weight: np.ndarray, bias: np.ndarr
         decay_mul=2**lif.decay_shift,  # beta = 1: the membrane sums
         input_shift=int(input_shift),
     )
-    if set(names[:cut]) & {"flatten", "readout", "scores", "output"}:
+    if {n for n, _ in kept} & {"flatten", "readout", "scores", "output"}:
         raise GraphError(f"the graph up to {upto!r} already has a node named flatten, readout, scores or output")
     readout = Linear(weight=IntTensor(w, w_type))
     nodes = [*kept, ("flatten", Flatten()), ("readout", readout), ("scores", scores), ("output", Output(readout="membrane"))]
@@ -76,4 +67,4 @@ def membrane_readout(graph: Graph, upto: str, weight: np.ndarray, bias: np.ndarr
     )
 
 
-__all__ = ["membrane_readout", "score_bound"]
+__all__ = ["membrane_readout"]

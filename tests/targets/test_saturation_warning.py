@@ -56,12 +56,13 @@ def test_a_readout_that_cannot_fire_is_bounded_without_its_threshold() -> None:
 
     import numpy as np
 
+    from qsnn_deploy.analysis.bounds import readout_score_bound
     from qsnn_deploy.ir import IntTensor
-    from qsnn_deploy.passes.readout import membrane_readout, score_bound
+    from qsnn_deploy.passes.readout import membrane_readout
 
     graph = load_deployable(MODEL, target="int4-core").graph
     w, b = np.full((10, 1024), 7, np.int64), np.zeros(10, np.int64)
-    shift = max(f for f in range(8) if score_bound(w, b, f, 100) < graph.nodes["lif2"].state.max)
+    shift = max(f for f in range(8) if readout_score_bound(w, b, f, 100) < graph.nodes["lif2"].state.max)
     readout = membrane_readout(graph, "lif2", w, b, shift, 100)
     assert membrane_saturation_risks(readout, 100) == []  # the bound fits: the threshold (state max) is never subtracted
     scores = readout.nodes["scores"]

@@ -148,15 +148,16 @@ def test_refit_frozen_for_another_target_is_refused(refit_run) -> None:
 
 
 def test_membrane_readout_refuses_what_the_state_or_weights_cannot_hold(base_ckpt) -> None:
+    from qsnn_deploy.analysis.bounds import readout_score_bound
     from qsnn_deploy.app.loading import load_deployable
-    from qsnn_deploy.passes.readout import membrane_readout, score_bound
+    from qsnn_deploy.passes.readout import membrane_readout
 
     graph = load_deployable(base_ckpt).graph
     w = np.zeros((10, FEATURES), np.int64)
     w[:, :5] = 7
     b = np.arange(10)
     shift = 0
-    while score_bound(w, b, shift + 1, 4) < graph.nodes["lif2"].state.max:
+    while readout_score_bound(w, b, shift + 1, 4) < graph.nodes["lif2"].state.max:
         shift += 1
     ok = membrane_readout(graph, "lif2", w, b, shift, 4)  # the largest shift that fits
     assert ok.nodes["scores"].decay == 1.0 and ok.nodes["scores"].input_shift == shift
@@ -179,8 +180,8 @@ def test_a_model_without_a_validation_split_or_conv_layers_is_refused(tmp_path, 
 
 
 def test_quantized_readout_takes_the_largest_shift_that_fits_or_refuses() -> None:
+    from qsnn_deploy.analysis.bounds import readout_score_bound
     from qsnn_deploy.ir.dtypes import IntType
-    from qsnn_deploy.passes.readout import score_bound
     from qsnn_deploy.training.convex import problem
     from qsnn_deploy.training.convex.conv import quantize_at
 
@@ -188,9 +189,9 @@ def test_quantized_readout_takes_the_largest_shift_that_fits_or_refuses() -> Non
     readout = problem.Readout(rng.normal(size=(3, 20)), rng.normal(size=3), 0.1, 0.0, "fista", "optimality residual", 0.0, 1, 0.0)
     weight, state = IntType(4, True, True), IntType(24, True)
     q = quantize_at(readout, 100, 1.0, weight, state)
-    assert np.abs(q.weight).max() == 7 and score_bound(q.weight, q.bias, q.input_shift, 100) < state.max
+    assert np.abs(q.weight).max() == 7 and readout_score_bound(q.weight, q.bias, q.input_shift, 100) < state.max
     b_next = np.rint(readout.bias * q.scale * 2.0 ** (q.input_shift + 1) / 100).astype(np.int64)
-    assert score_bound(q.weight, b_next, q.input_shift + 1, 100) >= state.max  # one more bit would not fit
+    assert readout_score_bound(q.weight, b_next, q.input_shift + 1, 100) >= state.max  # one more bit would not fit
     with pytest.raises(TargetError, match="even at input shift 0"):
         quantize_at(readout, 100, 1.0, weight, IntType(8, True))
 

@@ -104,7 +104,7 @@ class Standardized:
 
 def quantize_at(readout: problem.Readout, timesteps: int, clip: float, weight_type: Any, state: Any) -> IntReadout:
     """W, B in integers at clip factor ``clip`` (``readout`` on spike counts); F as large as the state allows."""
-    from qsnn_deploy.passes.readout import score_bound
+    from qsnn_deploy.analysis.bounds import readout_score_bound
 
     w_raw = readout.weight  # per spike count (see :class:`Standardized`)
     top = float(np.abs(w_raw).max())
@@ -114,7 +114,7 @@ def quantize_at(readout: problem.Readout, timesteps: int, clip: float, weight_ty
     w = np.clip(np.rint(w_raw * scale), weight_type.min, weight_type.max).astype(np.int64)
     for shift in range(state.bits - 1, -1, -1):
         b = np.rint(readout.bias * scale * 2.0**shift / timesteps).astype(np.int64)  # added at each of T steps
-        if score_bound(w, b, shift, timesteps) < state.max:
+        if readout_score_bound(w, b, shift, timesteps) < state.max:
             return IntReadout(w, b, shift, scale, clip)
     raise TargetError(f"the readout's scores exceed the state type {state.name} even at input shift 0")
 
