@@ -31,6 +31,13 @@ _LEGACY_INPUT_KINDS = {"static": STATIC, "frames": FRAMES, "events": FRAMES}
 PRECISIONS = ("fp32", "bf16")
 
 
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`; QsnnError naming the choices otherwise."""
+    if precision not in PRECISIONS:
+        raise QsnnError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    return precision
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture and neuron parameters of the QSNN (everything needed to rebuild it).
@@ -193,8 +200,7 @@ class TrainConfig:
             raise QsnnError("batch_size must be >= 1 and epochs >= 0")
         if not 0.0 <= self.val_fraction < 1.0:
             raise QsnnError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
-        if self.precision not in PRECISIONS:
-            raise QsnnError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        check_precision(self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -301,4 +307,5 @@ __all__ = [
     "SCHEDULES",
     "DATASETS",
     "PRECISIONS",
+    "check_precision",
 ]

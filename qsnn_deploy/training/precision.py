@@ -42,13 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from qsnn_deploy.errors import QsnnError
-from qsnn_deploy.training.config import PRECISIONS
-
-
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise QsnnError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    return precision
+from qsnn_deploy.training.config import PRECISIONS, check_precision
 
 
 class _BF16Conv2d(torch.autograd.Function):

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from qsnn_deploy.errors import QsnnError
-from qsnn_deploy.training.config import PRECISIONS, get_preset, override
+from qsnn_deploy.training.config import check_precision, get_preset, override
 from qsnn_deploy.training.tune_space import SEARCH_SPACE, Dimension, split_params
 
 PRUNERS = ("median", "hyperband")
@@ -180,8 +180,7 @@ def study_settings(
     get_preset(preset)
     if epochs_per_trial < 1:
         raise QsnnError(f"epochs per trial must be >= 1, got {epochs_per_trial}")
-    if precision not in PRECISIONS:
-        raise QsnnError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    check_precision(precision)
     target_name = target if target is None or isinstance(target, str) else target.name
     return {
         "preset": preset,
