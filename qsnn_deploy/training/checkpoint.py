@@ -141,19 +141,18 @@ def load_checkpoint(path: str | Path, *, trust: bool = False, config: ModelConfi
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, found {type(obj).__name__}")
     if obj.get("format") == FORMAT:
-        ckpt = checkpoint_from_payload(obj, str(path))
-    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()) and _is_reference_state_dict(obj):
+        return checkpoint_from_payload(obj, str(path))  # checks the weights are finite
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()) and _is_reference_state_dict(obj):
         if config is None:
             raise CheckpointError(f"{path}: a plain reference-code state_dict carries no config; give one with --preset (and flags)")
         ckpt = _reference_checkpoint(_map_reference_keys(obj), config, str(path))
-    elif isinstance(obj.get("format"), str):
+        check_finite(ckpt.state_dict, path)
+        return ckpt
+    if isinstance(obj.get("format"), str):
         raise CheckpointError(
             f"{path}: a {obj['format']} file, not a QAT model checkpoint ({FORMAT}); the CLI's simulate, export and parity read it"[:300]
         )
-    else:
-        raise CheckpointError(f"{path}: not a qsnn-deploy checkpoint (no 'format' key) nor a reference state_dict")
-    check_finite(ckpt.state_dict, path)
-    return ckpt
+    raise CheckpointError(f"{path}: not a qsnn-deploy checkpoint (no 'format' key) nor a reference state_dict")
 
 
 def checkpoint_from_payload(obj: dict[str, Any], source: str) -> Checkpoint:
