@@ -27,6 +27,8 @@ class Deployable:
     timesteps: int
     dataset: str | None
     source: Path
+    #: an ``sg-cvx`` refit (``ConvReadoutModel``): ``model`` is None, and parity's float model is built from this
+    refit: Any | None = None
 
 
 #: what MODEL accepts, for the messages that refuse other files
@@ -145,8 +147,8 @@ def _load_conv_readout(path: Path, target: str | TargetProfile | None) -> Deploy
 
     model = load_conv_readout(path)
     graph = freeze_conv_readout(model, target)
-    # its float counterpart for parity is built on demand (float_model): dep.model is a QAT model to re-freeze
-    return Deployable(graph, load_target(model.target), None, model.timesteps, model.dataset, path)
+    # no QAT model to re-freeze (model None); float_model builds parity's float counterpart from the refit
+    return Deployable(graph, load_target(model.target), None, model.timesteps, model.dataset, path, refit=model)
 
 
 def float_model(dep: Deployable) -> Any:
@@ -161,10 +163,10 @@ def float_model(dep: Deployable) -> Any:
     """
     if dep.model is not None:
         return dep.model
-    if dep.graph is not None and dep.graph.metadata.get("method") == "sg-cvx":
-        from qsnn_deploy.training.convex.conv_checkpoint import FloatConvReadout, load_conv_readout
+    if dep.refit is not None:
+        from qsnn_deploy.training.convex.conv_checkpoint import FloatConvReadout
 
-        return FloatConvReadout(load_conv_readout(dep.source), timesteps=dep.timesteps)
+        return FloatConvReadout(dep.refit, timesteps=dep.timesteps)
     raise QsnnError("parity needs the float model: give a checkpoint, not a graph JSON")
 
 
