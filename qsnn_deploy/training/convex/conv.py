@@ -38,6 +38,7 @@ import numpy as np
 from qsnn_deploy.atomic import atomic_path, write_text_atomic
 from qsnn_deploy.errors import QsnnError, TargetError
 from qsnn_deploy.training.convex import problem
+from qsnn_deploy.training.convex.conv_checkpoint import summed_scores
 
 #: clip factors tried for the readout's weight scale (1: the largest |w| is exactly the type's maximum)
 CLIP_FACTORS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
@@ -73,7 +74,7 @@ class IntReadout:
 
     def scores(self, counts: np.ndarray, timesteps: int) -> np.ndarray:
         """The readout membrane after T steps: 2^F W c + T B (what the simulator's Output returns)."""
-        return (counts.astype(np.int64) @ self.weight.T << self.input_shift) + timesteps * self.bias
+        return summed_scores(counts, self.weight, self.bias, self.input_shift, timesteps)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,11 @@ FORMAT = "qsnn-deploy-conv-readout"
 VERSION = 1
 
 
+def summed_scores(counts: np.ndarray, weight: np.ndarray, bias: np.ndarray, input_shift: int, timesteps: int) -> np.ndarray:
+    """The summing readout's membrane after T steps, 2^F W c + T B, for (N, P) spike counts c (the simulator's Output)."""
+    return (np.asarray(counts).astype(np.int64) @ weight.T << input_shift) + timesteps * bias
+
+
 @dataclass
 class ConvReadoutModel:
     """The base conv checkpoint, the LIF whose spike counts are the features, and the integer readout."""
@@ -81,8 +86,9 @@ class FloatConvReadout:
 
     def scores(self, record: Any) -> np.ndarray:
         """(B, classes) int64 readout membranes from the recorded feature spikes."""
-        counts = record.spikes[self.feature_index].sum(0).flatten(1).numpy().astype(np.int64)
-        return ((counts @ self.readout.weight.T) << self.readout.input_shift) + self.config.timesteps * self.readout.bias
+        counts = record.spikes[self.feature_index].sum(0).flatten(1).numpy()
+        r = self.readout
+        return summed_scores(counts, r.weight, r.bias, r.input_shift, self.config.timesteps)
 
     def __call__(self, x: Any, record: bool = True) -> Any:
         import torch
@@ -171,4 +177,5 @@ __all__ = [
     "is_conv_readout_checkpoint",
     "load_conv_readout",
     "save_conv_readout",
+    "summed_scores",
 ]
