@@ -50,19 +50,33 @@ def is_convex_checkpoint(path: str | Path) -> bool:
         return False
 
 
-def read_payload(path: str | Path) -> dict[str, Any]:
-    """A plain-data checkpoint (``torch.load(weights_only=True)``) as a dict ({} if it is not one)."""
+def read_payload(path: str | Path, fmt: str | None = None, version: int | None = None) -> dict[str, Any]:
+    """A plain-data checkpoint (``torch.load(weights_only=True)``) as a dict ({} if it is not one).
+
+    With ``fmt``, a file whose ``format`` and ``version`` are not ``fmt`` and ``version`` is a CheckpointError.
+    """
     import torch
 
     try:
         obj = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
         raise CheckpointError(f"{path}: cannot read the checkpoint: {exc}"[:300]) from None
-    return obj if isinstance(obj, dict) else {}
+    obj = obj if isinstance(obj, dict) else {}
+    if fmt is not None and (obj.get("format") != fmt or obj.get("version") != version):
+        raise CheckpointError(f"{path}: not a {fmt} checkpoint of version {version}")
+    return obj
+
+
+def write_payload(payload: dict[str, Any], path: str | Path) -> Path:
+    """Save a plain-data checkpoint atomically (``torch.save`` to a temporary file, then rename)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
 
 
 def save_stack(model: StackModel, path: str | Path) -> Path:
-    import torch
 
     payload = {
         "format": FORMAT,
@@ -75,15 +89,11 @@ def save_stack(model: StackModel, path: str | Path) -> Path:
         "method": model.method,
         "metrics": model.metrics,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    return write_payload(payload, path)
 
 
 def load_stack(path: str | Path) -> StackModel:
-    obj = read_payload(path)
-    if obj.get("format") != FORMAT or obj.get("version") != VERSION:
-        raise CheckpointError(f"{path}: not a {FORMAT} checkpoint of version {VERSION}")
+    obj = read_payload(path, FORMAT, VERSION)
     try:
         return StackModel(
             config=StackConfig.from_dict(obj["config"]),

@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from qsnn_deploy.atomic import atomic_path
 from qsnn_deploy.errors import CheckpointError, TargetError
 from qsnn_deploy.training.checkpoint import Checkpoint, checkpoint_from_payload
-from qsnn_deploy.training.convex.checkpoint import read_payload
+from qsnn_deploy.training.convex.checkpoint import read_payload, write_payload
 
 FORMAT = "qsnn-deploy-conv-readout"
 VERSION = 1
@@ -110,7 +109,6 @@ def is_conv_readout_checkpoint(path: str | Path) -> bool:
 
 
 def save_conv_readout(model: ConvReadoutModel, path: str | Path) -> Path:
-    import torch
 
     payload = {
         "format": FORMAT,
@@ -124,15 +122,11 @@ def save_conv_readout(model: ConvReadoutModel, path: str | Path) -> Path:
         "method": "sg-cvx",
         "metrics": model.metrics,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    return write_payload(payload, path)
 
 
 def load_conv_readout(path: str | Path) -> ConvReadoutModel:
-    obj = read_payload(path)
-    if obj.get("format") != FORMAT or obj.get("version") != VERSION:
-        raise CheckpointError(f"{path}: not a {FORMAT} checkpoint of version {VERSION}")
+    obj = read_payload(path, FORMAT, VERSION)
     try:
         return ConvReadoutModel(
             base=checkpoint_from_payload(obj["base"], f"{path} (base)"),
