@@ -205,8 +205,6 @@ class QSNN(nn.Module):
         if not self.training:
             flat = cur.flatten(0, 1) if cur.dim() == 5 else cur
             return F.batch_norm(flat, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps).view_as(cur)
-        if cur.dim() == 5 and self.precision != "fp32":
-            return prec.batch_norm_over_steps(bn, cur)
         if cur.dim() == 4:
             with torch.no_grad():
                 # T-1 of the T steps see the same batch: apply their identical running-stat
@@ -220,11 +218,11 @@ class QSNN(nn.Module):
             return norm(cur, next_momentum())
         return torch.stack([norm(c, next_momentum()) for c in cur])
 
-    def _lif(self, i: int, cur: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _lif(self, i: int, cur: torch.Tensor, record: bool, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         lif = self.lifs[i]
         if self.target_arithmetic is not None:
             return self.target_arithmetic.lif(i, cur, lif.beta, lif.threshold, self.config.slope, steps)
-        return lif_sequence(cur, lif.beta, lif.threshold, self.config.slope, steps)
+        return lif_sequence(cur, lif.beta, lif.threshold, self.config.slope, steps, membranes=record)
 
     def forward(self, x: torch.Tensor, record: bool = False):
         """Fast forward over all T steps; same values as :meth:`forward_reference`.
@@ -240,14 +238,19 @@ class QSNN(nn.Module):
             self.target_arithmetic.refresh(self)  # the integer parameters follow the current weights
         x = self._scaled_input(x)
         spikes: list[torch.Tensor] = []
-        mems: list[torch.Tensor] = []
+        mems: list[torch.Tensor | None] = []
         h: torch.Tensor | None = None  # spikes (T, B, C, H, W) into the next layer
         for i, conv in enumerate(self.convs):
             w = self.layer_weight(conv)
             if i == 0 and cfg.encoding == STATIC:
                 # The image is the same at every step: its current is computed once.
                 cur = self._batch_norm(i, F.avg_pool2d(F.conv2d(x, w), 2), steps)
-                h, mem = self._lif(i, cur, steps)
+                if i + 1 < len(self.convs):
+                    # the LIF writes its spikes in its current's layout: channels-last spikes are
+                    # the next conv's input without a (T, B, C, H, W) copy, and its input gradient
+                    # (channels-last too) reaches the LIF's backward without one
+                    cur = cur.contiguous(memory_format=torch.channels_last)
+                h, mem = self._lif(i, cur, record, steps)
             else:
                 src = x.transpose(0, 1) if h is None else h
                 # channels-last: oneDNN's fastest layout for this conv here (2x on fwd+bwd)
@@ -255,12 +258,12 @@ class QSNN(nn.Module):
                 kernel = fold_avgpool2x2(w).contiguous(memory_format=torch.channels_last)
                 cur = prec.conv2d(flat, kernel, 2, self.precision).contiguous()
                 cur = self._batch_norm(i, cur.view(steps, -1, *cur.shape[1:]), steps)
-                h, mem = self._lif(i, cur)
+                h, mem = self._lif(i, cur, record)
             spikes.append(h)
             mems.append(mem)
         dense_in = dropout(h.flatten(2), self.config.dropout, self.training)
         cur = prec.linear(dense_in, self.layer_weight(self.fc), self.fc.bias, self.precision)
-        out, mem = self._lif(len(self.convs), cur)
+        out, mem = self._lif(len(self.convs), cur, record)
         spikes.append(out)
         mems.append(mem)
         if record:

@@ -129,23 +129,6 @@ def test_bf16_conv_weight_gradient_is_fp32_input_gradient_bf16():
     torch.testing.assert_close(out, F.conv2d(x, w, stride=2), rtol=0.02, atol=0.01)
 
 
-def test_batch_norm_over_steps_equals_the_per_step_calls():
-    torch.manual_seed(0)
-    cur = (torch.randn(7, 5, 3, 4, 4) * 2 + 1).requires_grad_(True)
-    one, per_step = torch.nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3)
-    with torch.no_grad():
-        for bn in (one, per_step):
-            bn.weight.copy_(torch.tensor([0.5, 1.0, 2.0]))
-            bn.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
-    out = prec.batch_norm_over_steps(one, cur)
-    ref = torch.stack([per_step(c) for c in cur])
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    for name in ("running_mean", "running_var", "num_batches_tracked"):
-        torch.testing.assert_close(getattr(one, name), getattr(per_step, name), rtol=1e-5, atol=1e-6)
-    g = torch.randn_like(ref)
-    torch.testing.assert_close(torch.autograd.grad(out, cur, g)[0], torch.autograd.grad(ref, cur, g)[0], rtol=1e-4, atol=1e-5)
-
-
 def test_bf16_run_trains_records_its_precision_resumes_and_freezes(tmp_path):
     cfg = override(get_preset("fmnist-int4").model, timesteps=8)
     tcfg = TrainConfig(dataset="synthetic", epochs=3, batch_size=32, precision="bf16")
