@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from qsnn_deploy.encodings import FRAMES, STATIC
 from qsnn_deploy.errors import QsnnError
 from qsnn_deploy.training import precision as prec
+from qsnn_deploy.training.batch_norm_steps import batch_norm_over_steps
 from qsnn_deploy.training.config import ModelConfig
 from qsnn_deploy.training.lif_autograd import dropout, lif_sequence
 
@@ -186,9 +187,10 @@ class QSNN(nn.Module):
 
         ``cur`` is (B, C, H, W) when the layer input is the same at all ``repeats`` steps,
         else (T, B, C, H, W). In training the per-step loop normalises each step with that
-        step's batch statistics and moves the running statistics once per step; the same
-        kernel is called here per step (cheap: BN is ~1% of the FLOPs) so values and running
-        statistics match bit for bit.
+        step's batch statistics and moves the running statistics once per step. A static
+        layer's current is normalised by torch's kernel, bit for bit the loop's; a
+        time-batched one by :func:`~qsnn_deploy.training.batch_norm_steps.batch_norm_over_steps`
+        in one pass (the same statistics up to float rounding; T torch calls cost ~3x more).
         """
         if self.bns is None:
             return cur
@@ -199,24 +201,28 @@ class QSNN(nn.Module):
             bn.num_batches_tracked.add_(1)
             return bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
 
-        def norm(v: torch.Tensor, momentum: float) -> torch.Tensor:
-            return F.batch_norm(v, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, momentum, bn.eps)
+        @torch.no_grad()
+        def move_running_statistics(mean: torch.Tensor, var: torch.Tensor) -> None:
+            momentum = next_momentum()
+            bn.running_mean.mul_(1.0 - momentum).add_(mean * momentum)
+            bn.running_var.mul_(1.0 - momentum).add_(var * momentum)
 
         if not self.training:
             flat = cur.flatten(0, 1) if cur.dim() == 5 else cur
             return F.batch_norm(flat, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps).view_as(cur)
-        if cur.dim() == 4:
-            with torch.no_grad():
-                # T-1 of the T steps see the same batch: apply their identical running-stat
-                # updates to the C-vectors (the kernel would recompute the same statistics).
-                # They go first because autograd forbids changing the buffers after the call.
-                var, mean = torch.var_mean(cur, dim=(0, 2, 3), unbiased=True)
-                for _ in range(repeats - 1):
-                    momentum = next_momentum()
-                    bn.running_mean.mul_(1.0 - momentum).add_(mean * momentum)
-                    bn.running_var.mul_(1.0 - momentum).add_(var * momentum)
-            return norm(cur, next_momentum())
-        return torch.stack([norm(c, next_momentum()) for c in cur])
+        if cur.dim() == 5:
+            out, mean, var = batch_norm_over_steps(cur, bn.weight, bn.bias, bn.eps)
+            for t in range(cur.shape[0]):
+                move_running_statistics(mean[t].to(cur.dtype), var[t].to(cur.dtype))
+            return out
+        # T-1 of the T steps see the same batch: apply their identical running-stat updates
+        # to the C-vectors (the kernel would recompute the same statistics). They go first
+        # because autograd forbids changing the buffers after the call.
+        with torch.no_grad():
+            var, mean = torch.var_mean(cur, dim=(0, 2, 3), unbiased=True)
+        for _ in range(repeats - 1):
+            move_running_statistics(mean, var)
+        return F.batch_norm(cur, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, next_momentum(), bn.eps)
 
     def _lif(self, i: int, cur: torch.Tensor, record: bool, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         lif = self.lifs[i]
@@ -256,8 +262,9 @@ class QSNN(nn.Module):
                 # channels-last: oneDNN's fastest layout for this conv here (2x on fwd+bwd)
                 flat = src.reshape(-1, *src.shape[2:]).contiguous(memory_format=torch.channels_last)
                 kernel = fold_avgpool2x2(w).contiguous(memory_format=torch.channels_last)
-                cur = prec.conv2d(flat, kernel, 2, self.precision).contiguous()
-                cur = self._batch_norm(i, cur.view(steps, -1, *cur.shape[1:]), steps)
+                cur = prec.conv2d(flat, kernel, 2, self.precision)  # channels-last, as its input
+                # the LIF and the dense layer read the standard layout (BN in training writes it)
+                cur = self._batch_norm(i, cur.view(steps, -1, *cur.shape[1:]), steps).contiguous()
                 h, mem = self._lif(i, cur, record)
             spikes.append(h)
             mems.append(mem)

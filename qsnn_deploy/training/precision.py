@@ -54,7 +54,7 @@ class _BF16Conv2d(torch.autograd.Function):
         ctx.save_for_backward(x, x16, w, w16)
         ctx.stride = stride
         out = F.conv2d(x16, w16, stride=stride)
-        return out.to(torch.float32, memory_format=torch.contiguous_format)  # one pass: type and layout
+        return out.float()  # in the input's layout, as fp32's conv returns it
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]

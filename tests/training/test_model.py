@@ -55,7 +55,10 @@ def test_fast_forward_equals_per_step_loop(training, momentum, batch_norm):
     for layer, (s_ref, s_fast, m_ref, m_fast) in enumerate(zip(ref.spikes, fast.spikes, ref.membranes, fast.membranes)):
         assert s_ref.shape == s_fast.shape
         assert torch.equal(s_ref, s_fast), f"layer {layer} spikes differ"
-        torch.testing.assert_close(m_fast, m_ref, rtol=1e-6, atol=1e-6)
+        # training-mode BN of the time-batched layer sums its statistics in another order
+        # (qsnn_deploy.training.batch_norm_steps): rounding-level differences from there on
+        tol = 1e-5 if training and batch_norm and layer > 0 else 1e-6
+        torch.testing.assert_close(m_fast, m_ref, rtol=tol, atol=tol)
     assert 0.02 < ref.spikes[0].mean() < 0.9 and ref.spikes[1].mean() > 0.01, "test needs active layers to mean anything"
     # running statistics move as in the per-step loop (T updates per batch; the static
     # layer's T-1 repeated updates are applied to the vectors, so equal up to float rounding)
