@@ -1,18 +1,18 @@
-"""Training precision of the fast forward: fp32 (exact) or bf16 (the big conv and the dense layer in BF16).
+"""Training precision of the fast forward: fp32 (the per-step loop's numbers) or bf16 (the big conv and the dense layer in BF16).
 
-``fp32`` is the fast path of :mod:`qsnn_deploy.training.model`, spike for spike the per-step
-loop's. ``bf16`` runs the two matrix products that dominate a step at T=100 in bfloat16:
+``fp32`` is the fast path of :mod:`qsnn_deploy.training.model`: the per-step loop's numbers
+up to float32 rounding (docs/arithmetic.md, "Fast path"). ``bf16`` runs the two matrix products that dominate a step at T=100 in bfloat16:
 
 - the time-batched conv (layer 2 of the FMNIST net, over all T*B spike maps): forward and
-  the input gradient in BF16, the weight gradient in fp32 (:class:`_BF16Conv2d`). Measured
-  here (AVX512-BF16, no AMX), oneDNN's BF16 weight gradient of this conv is ~2x *slower*
-  than fp32's, while its forward and input gradient are 1.7x and 1.2x faster (docs/tune.md);
+  the input gradient in BF16, the weight gradient in fp32 (:class:`_BF16Conv2d`). oneDNN's
+  BF16 weight gradient of this conv gains little or loses here (AVX512-BF16, no AMX: 89 vs
+  98 ms on a quiet machine, 2x slower under load), so it keeps fp32's precision; the forward
+  is ~2x and the input gradient ~1.2x faster (docs/tune.md);
 - the dense layer, under ``torch.autocast("cpu", dtype=torch.bfloat16)``: forward and both
   gradients faster in BF16.
 
 The first conv (once per batch for a static image) gains nothing and stays fp32. BatchNorm
-runs per step as in fp32 (one call over all T*C channels was tried: the same forward values,
-but 3x slower here because of the transposing copies it needs).
+is the fp32 path's (:mod:`qsnn_deploy.training.batch_norm_steps`).
 
 What stays fp32, and why:
 

@@ -34,7 +34,7 @@ STACK_FLAGS = ("stacks", "widths", "features", "loss", "penalty", "solver", "str
     "--precision",
     type=click.Choice(PRECISIONS),
     default=None,
-    help="Training steps in fp32 (exact) or bf16 (the big conv and the dense layer in bfloat16; docs/tune.md). "
+    help="Training steps in fp32 (the per-step loop up to float rounding) or bf16 (the big conv and the dense layer in bfloat16; docs/tune.md). "
     "Kept on --resume; evaluation is fp32.  [default: fp32]",
 )
 @data_options
