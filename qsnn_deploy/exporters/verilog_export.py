@@ -8,7 +8,8 @@
 - ``layer<K>_weights.hex``, ``layer<K>_threshold.hex``, ``layer<K>_bias.hex``: the ROMs, one
   ``$readmemh`` word per line at the value's own bit width (two's complement);
 - ``core.json``: the manifest the testbench and the synthesis report read (layers, shapes, T);
-- ``golden.json`` (with ``golden``): inputs, the simulator's output counts and every layer's
+- ``golden.json`` (with ``golden``): inputs, the simulator's outputs (spike counts, or V[T-1] of a
+  membrane readout) and every layer's
   spike raster (the spiking neurons of each step), from :func:`qsnn_deploy.sim.simulate`;
 - ``test_qsnn.py`` (cocotb testbench), ``Makefile`` (``make test [SIM=icarus]``, ``make synth``)
   and ``synth_report.py`` (parses Yosys and nextpnr output into ``synth/report.json``).
@@ -33,7 +34,7 @@ import numpy as np
 from qsnn_deploy.analysis.bounds import intervals
 from qsnn_deploy.atomic import atomic_directory
 from qsnn_deploy.errors import ExportError
-from qsnn_deploy.exporters._verilog_top import core_verilog, up5k_top_verilog
+from qsnn_deploy.exporters._verilog_top import core_verilog, output_port, up5k_top_verilog
 from qsnn_deploy.ir import LIF, Conv2d, Flatten, Graph, Output, SumPool2d
 
 #: files copied verbatim from verilog_templates/ into every export
@@ -88,8 +89,11 @@ def _layer_groups(graph: Graph) -> list[list[tuple[str, Any]]]:
     groups: list[list[tuple[str, Any]]] = [[]]
     for name, node in graph.chain()[1:]:
         if isinstance(node, Output):
-            if node.readout != "spike_count":  # the core streams out spike counters, not membranes
-                raise ExportError(f"verilog: the core counts output spikes; an Output with readout {node.readout!r} is not implemented")
+            if node.readout == "membrane" and not (groups[-1] == [] and len(groups) > 1):
+                # the last engine keeps V[T-1] of its own LIF's neurons, which are the outputs
+                raise ExportError("verilog: a membrane readout streams its LIF's membranes; the Output must follow that LIF directly")
+            if node.readout not in ("spike_count", "membrane"):
+                raise ExportError(f"verilog: an Output with readout {node.readout!r} is not implemented")
             break
         groups[-1].append((name, node))
         if isinstance(node, LIF):
@@ -174,6 +178,7 @@ def manifest(graph: Graph, plans: list[LayerPlan], timesteps: int) -> dict[str, 
         "timesteps": timesteps,
         "input": {"shape": list(inp.shape), "bits": inp.dtype.bits, "signed": inp.dtype.signed, "encoding": inp.encoding},
         "outputs": plans[-1].neurons,
+        "output": dict(zip(("readout", "bits"), output_port(graph, plans, timesteps))),
         "layers": [
             {
                 "name": p.name,
@@ -230,7 +235,7 @@ def export_verilog(graph: Graph, path: str | os.PathLike[str], *, timesteps: int
             (tmp / f"layer{k}_threshold.hex").write_text(hex_words(p.lif.threshold.values, p.lif.state.bits))
             (tmp / f"layer{k}_bias.hex").write_text(hex_words(p.lif.bias.values, p.lif.state.bits))
         (tmp / "qsnn_core.v").write_text(core_verilog(graph, plans, timesteps, OVERFLOW_CODES))
-        (tmp / "qsnn_up5k.v").write_text(up5k_top_verilog(graph, timesteps))
+        (tmp / "qsnn_up5k.v").write_text(up5k_top_verilog(graph, plans, timesteps))
         (tmp / "core.json").write_text(json.dumps(info, indent=1) + "\n")
         if data is not None:
             (tmp / "golden.json").write_text(json.dumps(data, separators=(",", ":")) + "\n")

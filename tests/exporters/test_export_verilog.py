@@ -332,6 +332,51 @@ def test_cli_writes_the_core_folder_and_refuses_an_unsupported_graph(runner, tmp
     assert not (tmp_path / "bad").exists()
 
 
+def _membrane_readout_graph(seed: int, arith: dict[str, Any], state_bits: int, frames: bool, steps: int) -> Graph:
+    """edge_graph up to lif1, then the summing readout of passes/readout.py (27 features -> 4 scores)."""
+    from qsnn_deploy.errors import TargetError
+    from qsnn_deploy.passes.readout import membrane_readout
+
+    graph = edge_graph(seed, [arith] * 3, state_bits, frames)
+    rng = np.random.default_rng(seed + 1)
+    weight = rng.integers(-7, 8, size=(4, 27))
+    weight[0] = -7  # one class whose score only falls: negative membranes on the output stream
+    bias = rng.integers(-20, 21, size=4)
+    for shift in (2, 1, 0):
+        try:
+            return membrane_readout(graph, "lif1", weight, bias, shift, steps)
+        except TargetError:
+            continue
+    raise AssertionError(f"no input shift fits a {state_bits}-bit state")
+
+
+def test_membrane_readout_streams_v_bit_exact_on_icarus_and_a_wrong_score_fails(tmp_path_factory):
+    """A non-spiking readout (sg-cvx / convex models): the core streams V[T-1], two's complement."""
+    _need("iverilog", "vvp")
+    negative: list[bool] = []
+
+    @given(arith=ARITH, state_bits=st.integers(13, 20), seed=st.integers(0, 2**16), frames=st.booleans())
+    @settings(max_examples=3, deadline=None, derandomize=True)
+    def examples(arith, state_bits, seed, frames):
+        graph = _membrane_readout_graph(seed, _fields(arith), state_bits, frames, 5)
+        x = _inputs(graph, 2, seed, 5)
+        scores = simulate(graph, x, 5).counts
+        negative.append(bool((scores < 0).any()))
+        folder = _export(graph, tmp_path_factory.mktemp("membrane") / "core", 5, x)
+        core = json.loads((folder / "core.json").read_text())
+        assert core["output"] == {"readout": "membrane", "bits": state_bits}
+        assert f"output wire [{state_bits - 1}:0] out_data" in (folder / "qsnn_up5k.v").read_text()
+        _assert_passes(folder, "SIM=icarus")
+        golden = json.loads((folder / "golden.json").read_text())
+        golden["samples"][1]["counts"][2] -= 1  # one score off by one: the testbench must see it
+        (folder / "golden.json").write_text(json.dumps(golden))
+        run = _make(folder, "test", "SIM=icarus", "QSNN_DEBUG=0")
+        assert run.returncode != 0 and "outputs (membrane) differ" in run.stdout + run.stderr
+
+    examples()
+    assert any(negative), "no example streamed a negative score"
+
+
 @pytest.mark.parametrize("rounding", ["floor", "half_up"])
 def test_widest_arithmetic_bit_exact_on_icarus(tmp_path, rounding):
     """A 48-bit state, decay_shift 30 and input_shift 40 (the IR's limits) through the RTL datapath."""

@@ -26,6 +26,8 @@ module qsnn_layer #(
     parameter integer INPUT_SHIFT = 0, parameter integer DECAY_MUL = 0, parameter integer DECAY_SHIFT = 0,
     parameter integer HALF_UP = 1, parameter integer OVERFLOW = 0,  // 0 saturate, 1 wrap, 2 error
     parameter integer CMP_GE = 0, parameter integer RESET_ZERO = 0, parameter integer IMMEDIATE = 0,
+    // KEEP_COUNTS: 0 none, 1 each neuron's spike count, 2 its membrane V[t] (a membrane readout;
+    // COUNT_BITS = STATE_BITS), read through cnt_addr / cnt_data by the output stream
     parameter integer COUNT_BITS = 1, parameter integer KEEP_COUNTS = 0,
     parameter integer SPRAM_MIN_BITS = 16384,
     parameter WEIGHT_FILE = "weights.hex", parameter THRESHOLD_FILE = "threshold.hex",
@@ -40,7 +42,7 @@ module qsnn_layer #(
     input wire [VAL_BITS-1:0] src_data,
     input wire [OUT_AW-1:0] spk_addr,   // this layer's spike bitmap, read by the next layer
     output reg spk_data,
-    input wire [OUT_AW-1:0] cnt_addr,   // spike counts (KEEP_COUNTS), read by the output stream
+    input wire [OUT_AW-1:0] cnt_addr,   // spike counts or membranes (KEEP_COUNTS), read by the output stream
     output reg [COUNT_BITS-1:0] cnt_data,
     input wire dbg_en,
     output wire dbg_valid,   // a spike (dbg_eol = 0) or the end of this layer's step (dbg_eol = 1)
@@ -218,7 +220,7 @@ module qsnn_layer #(
                 cnt_q <= cnt_ram[ln];
                 cnt_data <= cnt_ram[cnt_addr];
                 if (state == S_CLR) cnt_ram[ln] <= 0;
-                else if (state == S_LIF_EX) cnt_ram[ln] <= cnt_q + s_new;
+                else if (state == S_LIF_EX) cnt_ram[ln] <= (KEEP_COUNTS == 2) ? v_new : cnt_q + s_new;
             end
         end else begin : g_no_counts
             always @(posedge clk) cnt_data <= 0;

@@ -2,7 +2,7 @@
 
 Per sample it streams the input in, collects every spike of every layer at every step from
 the debug stream (the core stalls on each until it is taken) and compares the raster of each
-layer-step and the output spike counts with the simulator's; the first difference fails the
+layer-step and the outputs (spike counts, or V[T-1] of a membrane readout) with the simulator's; the first difference fails the
 test, naming sample, layer, step and neurons. Environment: QSNN_DEBUG=0 skips the rasters
 (counts only, no stalls), QSNN_SAMPLES=N runs the first N samples. Writes rtl_stats.json
 (cycles and synapse reads per sample, from the core's own counters).
@@ -39,6 +39,14 @@ def step_bound(core):
     return 2 * cycles + 10_000
 
 
+def output_value(core, word):
+    """An out_data word as the simulator's number: a spike count, or a two's-complement membrane."""
+    bits = core["output"]["bits"]
+    if core["output"]["readout"] == "membrane" and word >> (bits - 1):
+        return word - (1 << bits)
+    return word
+
+
 async def run_sample(dut, core, sample, index, rasters_on):
     layers = [layer["name"] for layer in core["layers"]]
     steps = core["timesteps"]
@@ -61,7 +69,7 @@ async def run_sample(dut, core, sample, index, rasters_on):
             assert fired is not timeout, f"sample {index}: the core stalled (no spike and no output for {step_bound(core)} cycles)"
             await ReadOnly()
             if fired is out_edge:
-                counts.append(int(dut.out_data.value))
+                counts.append(output_value(core, int(dut.out_data.value)))
                 if len(counts) == core["outputs"]:
                     stats = {"cycles": int(dut.cycles.value), "taps": int(dut.taps.value)}
                 continue
@@ -86,7 +94,9 @@ async def run_sample(dut, core, sample, index, rasters_on):
         carried = int(dut.dbg_valid.value) == 1
         await Timer(1, "ns")
         dut.dbg_ready.value = 0
-    assert counts == sample["counts"], f"sample {index}: output counts differ: RTL {counts}, simulator {sample['counts']}"
+    assert counts == sample["counts"], (
+        f"sample {index}: outputs ({core['output']['readout']}) differ: RTL {counts}, simulator {sample['counts']}"
+    )
     if rasters_on:
         assert step == [steps] * len(layers), f"sample {index}: layer-steps seen {step}, expected {steps} each"
     assert int(dut.ovf_error.value) == 0, f"sample {index}: overflow policy 'error' fired in the RTL"
@@ -95,7 +105,7 @@ async def run_sample(dut, core, sample, index, rasters_on):
 
 @cocotb.test()
 async def golden_vectors(dut):
-    """Every golden sample: identical output counts and (QSNN_DEBUG=1) identical per-layer rasters."""
+    """Every golden sample: identical outputs and (QSNN_DEBUG=1) identical per-layer rasters."""
     core = json.loads((HERE / "core.json").read_text())
     golden = json.loads((HERE / "golden.json").read_text())
     samples = golden["samples"][: int(os.environ.get("QSNN_SAMPLES", len(golden["samples"])))]
