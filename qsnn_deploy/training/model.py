@@ -80,6 +80,18 @@ def _make_leaky(cfg: ModelConfig) -> nn.Module:
     return snn.Leaky(beta=cfg.beta, threshold=cfg.threshold, spike_grad=surrogate.fast_sigmoid(slope=cfg.slope))
 
 
+def _laid_out_for(cur: torch.Tensor, next_is_conv: bool) -> torch.Tensor:
+    """A LIF layer's current, (B or T*B..., C, H, W), in the layout its spikes' reader wants.
+
+    The LIF writes its spikes in its current's layout (:func:`lif_sequence`): channels-last
+    for a next conv, which reads them and returns their gradient in it without a
+    (T, B, C, H, W) copy; the standard layout for the dense layer's flatten.
+    """
+    if not next_is_conv:
+        return cur.contiguous()
+    return cur.reshape(-1, *cur.shape[-3:]).contiguous(memory_format=torch.channels_last).view(cur.shape)
+
+
 def fold_avgpool2x2(weight: torch.Tensor) -> torch.Tensor:
     """Kernel K' with conv(x, K', stride 2) == avg_pool2d(conv(x, K), 2): K' = box2x2 * K / 4."""
     padded = [F.pad(weight, (dx, 1 - dx, dy, 1 - dy)) for dy in (0, 1) for dx in (0, 1)]
@@ -251,21 +263,15 @@ class QSNN(nn.Module):
             if i == 0 and cfg.encoding == STATIC:
                 # The image is the same at every step: its current is computed once.
                 cur = self._batch_norm(i, F.avg_pool2d(F.conv2d(x, w), 2), steps)
-                if i + 1 < len(self.convs):
-                    # the LIF writes its spikes in its current's layout: channels-last spikes are
-                    # the next conv's input without a (T, B, C, H, W) copy, and its input gradient
-                    # (channels-last too) reaches the LIF's backward without one
-                    cur = cur.contiguous(memory_format=torch.channels_last)
-                h, mem = self._lif(i, cur, record, steps)
+                h, mem = self._lif(i, _laid_out_for(cur, i + 1 < len(self.convs)), record, steps)
             else:
                 src = x.transpose(0, 1) if h is None else h
                 # channels-last: oneDNN's fastest layout for this conv here (2x on fwd+bwd)
                 flat = src.reshape(-1, *src.shape[2:]).contiguous(memory_format=torch.channels_last)
                 kernel = fold_avgpool2x2(w).contiguous(memory_format=torch.channels_last)
                 cur = prec.conv2d(flat, kernel, 2, self.precision)  # channels-last, as its input
-                # the LIF and the dense layer read the standard layout (BN in training writes it)
-                cur = self._batch_norm(i, cur.view(steps, -1, *cur.shape[1:]), steps).contiguous()
-                h, mem = self._lif(i, cur, record)
+                cur = self._batch_norm(i, cur.view(steps, -1, *cur.shape[1:]), steps)
+                h, mem = self._lif(i, _laid_out_for(cur, i + 1 < len(self.convs)), record)
             spikes.append(h)
             mems.append(mem)
         dense_in = dropout(h.flatten(2), self.config.dropout, self.training)
