@@ -92,8 +92,6 @@ def _layer_groups(graph: Graph) -> list[list[tuple[str, Any]]]:
             if node.readout == "membrane" and not (groups[-1] == [] and len(groups) > 1):
                 # the last engine keeps V[T-1] of its own LIF's neurons, which are the outputs
                 raise ExportError("verilog: a membrane readout streams its LIF's membranes; the Output must follow that LIF directly")
-            if node.readout not in ("spike_count", "membrane"):
-                raise ExportError(f"verilog: an Output with readout {node.readout!r} is not implemented")
             break
         groups[-1].append((name, node))
         if isinstance(node, LIF):

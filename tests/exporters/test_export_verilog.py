@@ -380,9 +380,7 @@ def test_membrane_readout_streams_v_bit_exact_on_icarus_and_a_wrong_score_fails(
 def test_a_membrane_output_not_right_after_its_lif_is_refused(tmp_path):
     from qsnn_deploy.errors import ExportError
 
-    arith = {"decay_shift": 4, "rounding": "floor", "overflow": "saturate", "compare": "gt", "reset": "subtract"}
-    arith |= {"reset_timing": "delayed", "input_shift": 0, "beta": 0.875}
-    graph = _membrane_readout_graph(3, _fields(arith), 16, False, 5)
+    graph = _membrane_readout_graph(3, _fields(VERILATOR_VARIANTS["saturate"][0]), 16, False, 5)
     chain = graph.chain()
     moved = Graph.sequential([*chain[:-1], ("flatten_out", Flatten()), chain[-1]], graph.metadata, timesteps=graph.timesteps)
     with pytest.raises(ExportError, match="the Output must follow that LIF directly"):
